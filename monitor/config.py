@@ -1,0 +1,280 @@
+"""The settings file (YAML) -> a typed, validated :class:`Settings`. Every error at once.
+
+Paths in the file are relative to the file's own directory. Any string may use
+``${NAME}`` or ``${NAME:-default}`` to take a value from the environment, which is how
+secrets (SMTP passwords, chat tokens) stay out of the file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from monitor.errors import ConfigError, ConfigErrors
+from monitor.models import ChannelConfig, FeedConfig
+from monitor.yamlfile import YamlList, YamlMap, load_yaml
+
+TOP_KEYS = (
+    "database",
+    "rules_dir",
+    "feeds",
+    "feeds_from",
+    "channels",
+    "default_channels",
+    "fetch",
+    "delivery",
+)
+FEED_KEYS = ("name", "url", "interval", "enabled")
+FETCH_KEYS = ("timeout", "jitter", "user_agent")
+DELIVERY_KEYS = ("interval", "retry_min", "retry_max")
+_FEED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the daemon needs from the settings file."""
+
+    #: The file these settings came from.
+    path: Path
+    database: Path
+    rules_dir: Path
+    feeds: tuple[FeedConfig, ...]
+    channels: tuple[ChannelConfig, ...]
+    #: Channels alerted by rules that name none.
+    default_channels: tuple[str, ...]
+    #: Total seconds one fetch may take.
+    fetch_timeout: float = 30.0
+    #: Up to this many seconds are added at random to each feed's interval.
+    jitter: float = 5.0
+    user_agent: str = ""
+    #: How often the delivery loop looks for pending alerts when nothing wakes it.
+    delivery_interval: float = 5.0
+    #: First retry delay of a failed delivery; doubles per attempt up to retry_max.
+    retry_min: float = 30.0
+    retry_max: float = 3600.0
+
+    def channel(self, name: str) -> ChannelConfig | None:
+        return next((c for c in self.channels if c.name == name), None)
+
+
+def parse_duration(value: Any) -> float | None:
+    """'90s', '15m', '1.5h', '2d', '250ms' or a plain number of seconds; None if invalid."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and (m := _DURATION.match(value)):
+        return float(m.group(1)) * _UNITS[m.group(2)]
+    return None
+
+
+class _Reader:
+    """Collects errors while reading one file."""
+
+    def __init__(self, path: Path, env: Mapping[str, str]) -> None:
+        self.path = path
+        self.env = env
+        self.errors: list[ConfigError] = []
+
+    def error(self, message: str, pos: tuple[int, int]) -> None:
+        self.errors.append(ConfigError(message, str(self.path), pos[0], pos[1]))
+
+    def expand(self, value: str, pos: tuple[int, int]) -> str:
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in self.env:
+                return self.env[name]
+            if default is not None:
+                return default
+            self.error(
+                f"environment variable {name} is not set; export it or write ${{{name}:-default}}",
+                pos,
+            )
+            return ""
+
+        return _ENV.sub(sub, value)
+
+    def string(self, data: YamlMap, key: str, default: str | None = None) -> str | None:
+        if key not in data:
+            return default
+        value = data[key]
+        if not isinstance(value, str | int | float) or isinstance(value, bool) or value == "":
+            self.error(f"`{key}` must be a non-empty string", data.pos(key))
+            return default
+        return self.expand(str(value), data.pos(key))
+
+    def duration(self, data: YamlMap, key: str, default: float, minimum: float) -> float:
+        if key not in data:
+            return default
+        seconds = parse_duration(data[key])
+        if seconds is None or seconds < minimum:
+            self.error(
+                f"`{key}` must be a duration such as 30s, 15m or 2h, at least {minimum:g}s; "
+                f"got {data[key]!r}",
+                data.pos(key),
+            )
+            return default
+        return seconds
+
+    def unknown(self, data: YamlMap, allowed: tuple[str, ...], where: str) -> None:
+        for key in data:
+            if key not in allowed:
+                self.error(
+                    f"unknown key {key!r} in {where}; allowed: {', '.join(allowed)}",
+                    data.pos(key),
+                )
+
+    def mapping(self, data: YamlMap, key: str) -> YamlMap:
+        value = data.get(key)
+        if value is None:
+            return _empty_map(data.pos(key))
+        if not isinstance(value, YamlMap):
+            self.error(f"`{key}` must be a mapping", data.pos(key))
+            return _empty_map(data.pos(key))
+        return value
+
+    def feeds(self, items: Any, pos: tuple[int, int]) -> list[FeedConfig]:
+        if not isinstance(items, YamlList):
+            self.error("`feeds` must be a list of {name, url, interval, enabled}", pos)
+            return []
+        feeds = []
+        for index, item in enumerate(items):
+            ipos = items.pos(index)
+            if not isinstance(item, YamlMap):
+                self.error("each feed must be a mapping with `name` and `url`", ipos)
+                continue
+            self.unknown(item, FEED_KEYS, "a feed")
+            name = self.string(item, "name")
+            url = self.string(item, "url")
+            if name is None:
+                self.error("feed has no `name`", ipos)
+            elif not _FEED_NAME.match(name):
+                self.error(
+                    f"bad feed name {name!r}: use letters, digits, '-', '_', '.'", item.pos("name")
+                )
+            if url is None:
+                self.error(f"feed {name!r} has no `url`", ipos)
+            elif not re.match(r"^https?://[^/\s]+", url):
+                self.error(
+                    f"feed {name!r}: url must start with http:// or https://", item.pos("url")
+                )
+            interval = self.duration(item, "interval", 900.0, 1.0)
+            enabled = item.get("enabled", True)
+            if not isinstance(enabled, bool):
+                self.error("`enabled` must be true or false", item.pos("enabled"))
+                enabled = True
+            if name and url:
+                feeds.append(FeedConfig(name, url, interval, enabled))
+        return feeds
+
+
+def _empty_map(pos: tuple[int, int]) -> YamlMap:
+    out = YamlMap()
+    out.line, out.column = pos
+    out.key_pos = {}
+    return out
+
+
+def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
+    """Read and validate the settings file; raise :class:`ConfigErrors` listing every problem."""
+    reader = _Reader(path, env)
+    try:
+        data = load_yaml(path)
+    except ConfigError as exc:
+        raise ConfigErrors([exc]) from exc
+    if not isinstance(data, YamlMap):
+        raise ConfigErrors(
+            [
+                ConfigError(
+                    "the settings file must be a mapping (database:, rules_dir:, feeds:, channels:)",
+                    str(path),
+                    1,
+                )
+            ]
+        )
+    reader.unknown(data, TOP_KEYS, "the settings file")
+    base = path.parent
+    database = base / (reader.string(data, "database") or "news-monitor.db")
+    rules_dir = base / (reader.string(data, "rules_dir") or "rules")
+
+    feeds = reader.feeds(data.get("feeds", YamlList()), data.pos("feeds"))
+    extra = data.get("feeds_from", [])
+    if isinstance(extra, str):
+        extra = [extra]
+    if not isinstance(extra, list):
+        reader.error("`feeds_from` must be a list of YAML files", data.pos("feeds_from"))
+        extra = []
+    for name in extra:
+        other = base / str(name)
+        sub = _Reader(other, env)
+        try:
+            items = load_yaml(other)
+        except ConfigError as exc:
+            reader.errors.append(exc)
+            continue
+        feeds.extend(sub.feeds(items if items is not None else YamlList(), (1, 1)))
+        reader.errors.extend(sub.errors)
+    seen: set[str] = set()
+    for feed in feeds:
+        if feed.name in seen:
+            reader.error(
+                f"duplicate feed name {feed.name!r}; feed names must be unique", data.pos("feeds")
+            )
+        seen.add(feed.name)
+
+    channels: list[ChannelConfig] = []
+    chans = reader.mapping(data, "channels")
+    for name in chans:
+        url = reader.string(chans, name)
+        if url is not None:
+            if "://" not in url:
+                reader.error(
+                    f"channel {name!r} must be an apprise URL such as mailto://... or "
+                    "json://host/path (see https://github.com/caronc/apprise/wiki)",
+                    chans.pos(name),
+                )
+            channels.append(ChannelConfig(name, url))
+    names = {c.name for c in channels}
+
+    defaults = data.get("default_channels", [])
+    if isinstance(defaults, str):
+        defaults = [defaults]
+    if not isinstance(defaults, list) or not all(isinstance(d, str) for d in defaults):
+        reader.error(
+            "`default_channels` must be a list of channel names", data.pos("default_channels")
+        )
+        defaults = []
+    for name in defaults:
+        if name not in names:
+            reader.error(
+                f"default channel {name!r} is not defined under `channels:`",
+                data.pos("default_channels"),
+            )
+
+    fetch = reader.mapping(data, "fetch")
+    reader.unknown(fetch, FETCH_KEYS, "`fetch`")
+    delivery = reader.mapping(data, "delivery")
+    reader.unknown(delivery, DELIVERY_KEYS, "`delivery`")
+    settings = Settings(
+        path=path,
+        database=database,
+        rules_dir=rules_dir,
+        feeds=tuple(feeds),
+        channels=tuple(channels),
+        default_channels=tuple(defaults),
+        fetch_timeout=reader.duration(fetch, "timeout", 30.0, 0.1),
+        jitter=reader.duration(fetch, "jitter", 5.0, 0.0),
+        user_agent=reader.string(fetch, "user_agent", "") or "",
+        delivery_interval=reader.duration(delivery, "interval", 5.0, 0.05),
+        retry_min=reader.duration(delivery, "retry_min", 30.0, 0.0),
+        retry_max=reader.duration(delivery, "retry_max", 3600.0, 0.0),
+    )
+    if reader.errors:
+        raise ConfigErrors(reader.errors)
+    return settings

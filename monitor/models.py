@@ -1,0 +1,175 @@
+"""The records that cross module boundaries. Frozen, plain data, no behaviour that does I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+Severity = Literal["low", "normal", "urgent"]
+SEVERITIES: tuple[Severity, ...] = ("low", "normal", "urgent")
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    """One feed as the user configured it."""
+
+    #: Short unique name, used in rules (`feeds:`), logs and the database.
+    name: str
+    #: http(s) URL of the RSS/Atom document.
+    url: str
+    #: Seconds between polls (before jitter).
+    interval: float
+    #: Disabled feeds are validated but never polled.
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """A named place alerts go to: one apprise URL."""
+
+    name: str
+    #: The apprise URL with secrets already substituted from the environment.
+    #: Never log it: use :func:`monitor.deliver.privacy_url`.
+    url: str
+
+
+# --- rule conditions: a small boolean tree over terms -------------------------------------
+
+
+@dataclass(frozen=True)
+class Term:
+    """A word or phrase, stored as the normalised keys it must match consecutively."""
+
+    #: What the user wrote, shown in alerts as the reason.
+    text: str
+    #: Normalised word keys (see :func:`monitor.text.word_key`), matched as a phrase.
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """True when at least one child is true."""
+
+    children: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """True when every child is true."""
+
+    children: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    """True when the child is false."""
+
+    child: Condition
+
+
+Condition = Term | AnyOf | AllOf | Not
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A validated rule, ready to be compiled by :mod:`monitor.match`."""
+
+    name: str
+    condition: Condition
+    description: str = ""
+    severity: Severity = "normal"
+    #: Feed names the rule is limited to; empty means every feed.
+    feeds: tuple[str, ...] = ()
+    #: Channel names the rule alerts; empty means the config's default channels.
+    channels: tuple[str, ...] = ()
+    enabled: bool = True
+    #: Where the rule was defined, for error messages.
+    path: str = ""
+    line: int = 0
+    #: Hash of the rule's definition: stored with each hit it produces.
+    version: str = ""
+
+
+# --- articles, hits, deliveries --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Article:
+    """One feed item, normalised: text fields are plain text, dates are UTC."""
+
+    #: Name of the feed it came from.
+    feed: str
+    #: Stable id within the feed: the guid, else the link, else a hash of the content.
+    uid: str
+    title: str
+    link: str
+    #: Summary and body as plain text (HTML removed).
+    summary: str = ""
+    content: str = ""
+    author: str = ""
+    published: datetime | None = None
+    #: Hash of title + text: the same story republished under a new id has the same hash.
+    content_hash: str = ""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A rule matched an article, with the reason why."""
+
+    rule: str
+    rule_version: str
+    severity: Severity
+    #: The terms that occurred, as written in the rule, in rule order.
+    terms: tuple[str, ...]
+    #: A short extract of the article around the first matched term.
+    snippet: str
+    #: Channels to alert, already resolved against the config defaults.
+    channels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What the fetch stage returns: new content, or 'not modified'."""
+
+    url: str
+    status: int
+    content: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    etag: str | None = None
+    last_modified: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """The outcome of one poll of one feed, for logs and tests."""
+
+    feed: str
+    #: "not-modified", "ok" or "error".
+    outcome: str
+    entries: int = 0
+    new_articles: int = 0
+    hits: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PendingDelivery:
+    """An alert waiting to be sent on one channel, with everything needed to render it."""
+
+    id: int
+    channel: str
+    attempts: int
+    rule: str
+    severity: Severity
+    terms: tuple[str, ...]
+    snippet: str
+    feed: str
+    title: str
+    link: str
+    published: str | None
+    seen_at: str

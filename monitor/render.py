@@ -1,0 +1,42 @@
+"""Alert text for one delivery: a title line and a plain-text body. Pure.
+
+The body says why the alert fired: rule and severity, the matched terms and a snippet
+around them, plus feed, link and times, and the delivery id for support questions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from monitor.models import PendingDelivery
+
+TITLE_LIMIT = 200
+_LINEBREAKS = re.compile(r"[\r\n\t\x0b\x0c\x85\u2028\u2029]+")
+
+
+@dataclass(frozen=True)
+class Message:
+    title: str
+    body: str
+
+
+def one_line(text: str, limit: int) -> str:
+    """No line breaks (they would forge mail headers), at most ``limit`` characters."""
+    flat = _LINEBREAKS.sub(" ", text).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def render(d: PendingDelivery) -> Message:
+    title = one_line(f"[{d.rule}] {d.title}", TITLE_LIMIT)
+    lines = [
+        f"Rule:      {d.rule} ({d.severity})",
+        f"Article:   {one_line(d.title, 500)}",
+        f"Feed:      {d.feed}",
+        f"Link:      {d.link or '(none)'}",
+        f"Matched:   {', '.join(d.terms) or '(no positive terms)'}",
+        f"Why:       {one_line(d.snippet, 600)}",
+        f"Published: {d.published or 'unknown'}   Seen: {d.seen_at}",
+        f"Delivery:  #{d.id}",
+    ]
+    return Message(title, "\n".join(lines))

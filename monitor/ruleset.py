@@ -1,0 +1,314 @@
+"""Load and validate rule files (rules/*.yaml). Every error is collected, with file:line:col.
+
+A rule file looks like::
+
+    rules:
+      - name: troop-movements
+        description: Troops massing or moving near a border
+        severity: normal            # low | normal | urgent
+        any: [troops, soldiers]     # at least one must occur
+        all: [[border, frontier]]   # each entry must occur; a nested list is "any of these"
+        none: [border collie]       # the rule does not fire if any occurs
+        feeds: [reuters]            # optional scope
+        channels: [newsroom-mail]   # optional; default channels come from the config
+        enabled: true
+
+Inside ``any`` and ``none`` a nested list means "all of these"; inside ``all`` it means
+"any of these", so two levels express any AND/OR combination.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from monitor.errors import ConfigError
+from monitor.models import SEVERITIES, AllOf, AnyOf, Condition, Not, Rule, Severity, Term
+from monitor.text import term_keys
+from monitor.yamlfile import YamlList, YamlMap, load_yaml
+
+RULE_KEYS = (
+    "name",
+    "description",
+    "severity",
+    "any",
+    "all",
+    "none",
+    "feeds",
+    "channels",
+    "enabled",
+)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """The rules of a directory, with every problem found while loading them."""
+
+    rules: tuple[Rule, ...]
+    errors: tuple[ConfigError, ...]
+    #: The files read, so a reload can tell when something changed.
+    files: tuple[Path, ...]
+
+
+def rule_files(directory: Path) -> list[Path]:
+    """The rule files of a directory: *.yaml and *.yml, sorted, hidden files skipped."""
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.suffix in (".yaml", ".yml") and not p.name.startswith(".") and p.is_file()
+    )
+
+
+def load_rules(directory: Path) -> RuleSet:
+    """Load every rule file in ``directory``; never raises for bad content."""
+    errors: list[ConfigError] = []
+    rules: list[Rule] = []
+    if not directory.is_dir():
+        err = ConfigError(
+            "rules directory does not exist; create it or fix `rules_dir` in the config",
+            str(directory),
+        )
+        return RuleSet((), (err,), ())
+    files = rule_files(directory)
+    for path in files:
+        file_rules, file_errors = load_rule_file(path)
+        rules.extend(file_rules)
+        errors.extend(file_errors)
+    seen: dict[str, Rule] = {}
+    for rule in rules:
+        if rule.name in seen:
+            first = seen[rule.name]
+            errors.append(
+                ConfigError(
+                    f"duplicate rule name (also defined at {first.path}:{first.line}); "
+                    "rule names must be unique across all files",
+                    rule.path,
+                    rule.line,
+                    rule=rule.name,
+                )
+            )
+        else:
+            seen[rule.name] = rule
+    if not rules and not errors:
+        errors.append(ConfigError("no rules found: add a *.yaml rule file", str(directory)))
+    return RuleSet(tuple(seen.values()), tuple(errors), tuple(files))
+
+
+def load_rule_file(path: Path) -> tuple[list[Rule], list[ConfigError]]:
+    """Rules of one file and the errors found in it. An empty file holds no rules."""
+    try:
+        data = load_yaml(path)
+    except ConfigError as exc:
+        return [], [exc]
+    if data is None:
+        return [], []
+    name = str(path)
+    if not isinstance(data, YamlMap) or "rules" not in data:
+        return [], [
+            ConfigError(
+                "a rule file must be a mapping with a `rules:` list at the top",
+                name,
+                getattr(data, "line", 1),
+            )
+        ]
+    errors: list[ConfigError] = []
+    for key in data:
+        if key != "rules":
+            line, col = data.pos(key)
+            errors.append(
+                ConfigError(
+                    f"unknown top-level key {key!r}; only `rules:` is allowed", name, line, col
+                )
+            )
+    items = data["rules"]
+    if not isinstance(items, YamlList):
+        line, col = data.pos("rules")
+        return [], [*errors, ConfigError("`rules:` must be a list of rules", name, line, col)]
+    rules: list[Rule] = []
+    for index, item in enumerate(items):
+        line, col = items.pos(index)
+        rule = _RuleBuilder(name, line, col).build(item)
+        if isinstance(rule, Rule):
+            rules.append(rule)
+        else:
+            errors.extend(rule)
+    return rules, errors
+
+
+class _RuleBuilder:
+    """Turns one rule mapping into a Rule, or the list of everything wrong with it."""
+
+    def __init__(self, path: str, line: int, column: int) -> None:
+        self.path = path
+        self.line = line
+        self.column = column
+        self.rule: str | None = None
+        self.errors: list[ConfigError] = []
+
+    def error(self, message: str, pos: tuple[int, int] | None = None) -> None:
+        line, col = pos or (self.line, self.column)
+        self.errors.append(ConfigError(message, self.path, line, col, rule=self.rule))
+
+    def build(self, item: Any) -> Rule | list[ConfigError]:
+        if not isinstance(item, YamlMap):
+            self.error("each rule must be a mapping with at least `name` and `any` or `all`")
+            return self.errors
+        name = item.get("name")
+        if isinstance(name, str) and _NAME.match(name):
+            self.rule = name
+        elif name is None:
+            self.error("rule has no `name`; add `name: some-rule-name`")
+        else:
+            self.error(
+                f"bad rule name {name!r}: use letters, digits, '-', '_' or '.', "
+                "at most 80 characters",
+                item.pos("name"),
+            )
+        for key in item:
+            if key not in RULE_KEYS:
+                self.error(
+                    f"unknown key {key!r}; allowed keys: {', '.join(RULE_KEYS)}", item.pos(key)
+                )
+        description = self._string(item, "description", "")
+        severity = self._string(item, "severity", "normal")
+        if severity not in SEVERITIES:
+            self.error(
+                f"severity must be one of {', '.join(SEVERITIES)}, not {severity!r}",
+                item.pos("severity"),
+            )
+        enabled = item.get("enabled", True)
+        if not isinstance(enabled, bool):
+            self.error("`enabled` must be true or false", item.pos("enabled"))
+        parts: list[Condition] = []
+        if "any" in item:
+            group = self._group(item, "any", nested=AllOf)
+            if group:
+                parts.append(AnyOf(tuple(group)))
+        if "all" in item:
+            group = self._group(item, "all", nested=AnyOf)
+            if group:
+                parts.extend(group)
+        if "any" not in item and "all" not in item:
+            self.error("rule needs terms: add an `any:` or `all:` list")
+        if "none" in item:
+            group = self._group(item, "none", nested=AllOf)
+            if group:
+                parts.append(Not(AnyOf(tuple(group))))
+        feeds = self._names(item, "feeds")
+        channels = self._names(item, "channels")
+        if self.errors:
+            return self.errors
+        assert self.rule is not None
+        condition: Condition = parts[0] if len(parts) == 1 else AllOf(tuple(parts))
+        definition = {k: item[k] for k in RULE_KEYS if k in item}
+        version = hashlib.sha256(
+            json.dumps(definition, sort_keys=True, ensure_ascii=False).encode()
+        ).hexdigest()[:12]
+        sev: Severity = severity  # type: ignore[assignment]
+        return Rule(
+            name=self.rule,
+            condition=condition,
+            description=description,
+            severity=sev,
+            feeds=feeds,
+            channels=channels,
+            enabled=bool(enabled),
+            path=self.path,
+            line=self.line,
+            version=version,
+        )
+
+    def _string(self, item: YamlMap, key: str, default: str) -> str:
+        value = item.get(key, default)
+        if not isinstance(value, str):
+            self.error(f"`{key}` must be a string", item.pos(key))
+            return default
+        return value
+
+    def _names(self, item: YamlMap, key: str) -> tuple[str, ...]:
+        value = item.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.error(f"`{key}` must be a list of names", item.pos(key))
+            return ()
+        return tuple(value)
+
+    def _group(self, item: YamlMap, key: str, nested: type[AnyOf] | type[AllOf]) -> list[Condition]:
+        value = item[key]
+        if not isinstance(value, YamlList):
+            value = _single(value, item.pos(key))
+        if not value:
+            self.error(f"`{key}` is empty; list at least one term", item.pos(key))
+            return []
+        out: list[Condition] = []
+        for index, entry in enumerate(value):
+            pos = value.pos(index)
+            if isinstance(entry, YamlList):
+                inner = [t for i, e in enumerate(entry) if (t := self._term(e, entry.pos(i)))]
+                if not entry:
+                    self.error(f"empty nested list in `{key}`", pos)
+                elif inner:
+                    out.append(inner[0] if len(inner) == 1 else nested(tuple(inner)))
+            elif (term := self._term(entry, pos)) is not None:
+                out.append(term)
+        return out
+
+    def _term(self, entry: Any, pos: tuple[int, int]) -> Term | None:
+        if isinstance(entry, bool) or entry is None or isinstance(entry, YamlMap | list):
+            self.error(
+                f"a term must be a word or phrase, not {type(entry).__name__}: {entry!r}"
+                + ('; quote it ("true") if you mean the word' if isinstance(entry, bool) else ""),
+                pos,
+            )
+            return None
+        text = str(entry).strip().strip('"').strip()
+        keys = term_keys(text)
+        if not keys:
+            self.error(f"term {entry!r} has no letters or digits to match", pos)
+            return None
+        return Term(text, keys)
+
+
+def _single(value: Any, pos: tuple[int, int]) -> YamlList:
+    out = YamlList([value] if value is not None else [])
+    out.line, out.column = pos
+    out.item_pos = [pos]
+    return out
+
+
+def check_references(
+    rules: Iterable[Rule], feeds: Iterable[str], channels: Iterable[str]
+) -> list[ConfigError]:
+    """Errors for rules that name feeds or channels the config does not define."""
+    feed_names, channel_names = set(feeds), set(channels)
+    errors = []
+    for rule in rules:
+        for feed in rule.feeds:
+            if feed not in feed_names:
+                errors.append(
+                    ConfigError(
+                        f"unknown feed {feed!r}; defined feeds: {', '.join(sorted(feed_names))}",
+                        rule.path,
+                        rule.line,
+                        rule=rule.name,
+                    )
+                )
+        for channel in rule.channels:
+            if channel not in channel_names:
+                errors.append(
+                    ConfigError(
+                        f"unknown channel {channel!r}; defined channels: "
+                        f"{', '.join(sorted(channel_names)) or '(none)'}",
+                        rule.path,
+                        rule.line,
+                        rule=rule.name,
+                    )
+                )
+    return errors

@@ -1,0 +1,341 @@
+"""SQLite storage (sqlite-utils): feeds' HTTP state, articles, hits and the delivery outbox.
+
+Every SQL statement of the daemon lives in this module. The daemon owns one writer
+connection; CLI commands open their own (WAL lets them read while the daemon writes).
+
+Timestamps are stored as ISO 8601 UTC text (``2026-11-24T07:21:13Z``), which sorts.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from monitor.errors import StorageError
+from monitor.models import Article, Hit, PendingDelivery
+
+migrations = Migrations("news-monitor")
+
+
+@migrations(name="0001_initial")
+def _initial(db: sqlite_utils.Database) -> None:
+    db.execute("""
+        CREATE TABLE feeds (
+            name TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            etag TEXT,
+            last_modified TEXT,
+            last_fetch TEXT,
+            last_success TEXT,
+            last_outcome TEXT,
+            consecutive_errors INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT
+        )""")
+    db.execute("""
+        CREATE TABLE articles (
+            id INTEGER PRIMARY KEY,
+            feed TEXT NOT NULL,
+            uid TEXT NOT NULL,
+            title TEXT NOT NULL,
+            link TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            content TEXT NOT NULL,
+            author TEXT NOT NULL,
+            published TEXT,
+            content_hash TEXT NOT NULL,
+            seen_at TEXT NOT NULL,
+            UNIQUE (feed, uid)
+        )""")
+    db.execute("CREATE INDEX articles_seen_at ON articles (seen_at)")
+    db.execute("CREATE INDEX articles_content_hash ON articles (content_hash)")
+    db.execute("""
+        CREATE TABLE hits (
+            id INTEGER PRIMARY KEY,
+            article_id INTEGER NOT NULL REFERENCES articles (id) ON DELETE CASCADE,
+            rule TEXT NOT NULL,
+            rule_version TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            terms TEXT NOT NULL,
+            snippet TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (article_id, rule)
+        )""")
+    db.execute("CREATE INDEX hits_created_at ON hits (created_at)")
+    db.execute("""
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            hit_id INTEGER NOT NULL REFERENCES hits (id) ON DELETE CASCADE,
+            channel TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            sent_at TEXT,
+            UNIQUE (hit_id, channel)
+        )""")
+    db.execute("CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)")
+
+
+def stamp(moment: datetime) -> str:
+    """ISO 8601 UTC text for storage."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Store:
+    """The database of one daemon. Not thread-safe: use it from one thread."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        try:
+            if readonly:
+                if not path.exists():
+                    raise StorageError(
+                        f"{path}: database does not exist yet; run `news-monitor run` first"
+                    )
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(path)
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self.db = sqlite_utils.Database(conn)
+            if not readonly:
+                self.db.enable_wal()
+                conn.execute("PRAGMA synchronous = NORMAL")
+                self._migrate()
+        except sqlite3.Error as exc:
+            raise StorageError(f"{path}: cannot open database: {exc}") from exc
+
+    def _migrate(self) -> None:
+        known = {m.name for m in migrations._migrations}
+        unknown = [m.name for m in migrations.applied(self.db) if m.name not in known]
+        if unknown:
+            raise StorageError(
+                f"{self.path}: database was written by a newer news-monitor "
+                f"(migrations {', '.join(unknown)}); upgrade news-monitor or restore a backup"
+            )
+        migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # --- feeds ----------------------------------------------------------------------------
+
+    def feed_state(self, name: str) -> dict[str, Any]:
+        row = self.db.execute(
+            "SELECT url, etag, last_modified, consecutive_errors FROM feeds WHERE name = ?",
+            [name],
+        ).fetchone()
+        if row is None:
+            return {"url": None, "etag": None, "last_modified": None, "consecutive_errors": 0}
+        return dict(zip(("url", "etag", "last_modified", "consecutive_errors"), row, strict=True))
+
+    def record_fetch(
+        self,
+        name: str,
+        url: str,
+        now: datetime,
+        *,
+        outcome: str,
+        error: str | None = None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+    ) -> None:
+        """Remember the outcome of one poll and, on success, the validators to send next."""
+        ok = error is None
+        with self.db.conn:
+            self.db.execute(
+                """
+                INSERT INTO feeds (name, url, last_fetch, last_outcome) VALUES (?, ?, ?, ?)
+                ON CONFLICT (name) DO UPDATE SET url = excluded.url,
+                    last_fetch = excluded.last_fetch, last_outcome = excluded.last_outcome
+                """,
+                [name, url, stamp(now), outcome],
+            )
+            if ok:
+                self.db.execute(
+                    """UPDATE feeds SET last_success = ?, consecutive_errors = 0,
+                       last_error = NULL, etag = coalesce(?, etag),
+                       last_modified = coalesce(?, last_modified) WHERE name = ?""",
+                    [stamp(now), etag, last_modified, name],
+                )
+            else:
+                self.db.execute(
+                    """UPDATE feeds SET consecutive_errors = consecutive_errors + 1,
+                       last_error = ? WHERE name = ?""",
+                    [error, name],
+                )
+
+    def feeds(self) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM feeds ORDER BY name"))
+
+    # --- articles and hits ----------------------------------------------------------------
+
+    def unseen(self, feed: str, articles: Sequence[Article]) -> list[Article]:
+        """The articles of ``feed`` not stored yet (first occurrence kept within a poll)."""
+        if not articles:
+            return []
+        known: set[str] = set()
+        uids = [a.uid for a in articles]
+        for start in range(0, len(uids), 500):
+            chunk = uids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            known.update(
+                row[0]
+                for row in self.db.execute(
+                    f"SELECT uid FROM articles WHERE feed = ? AND uid IN ({marks})",
+                    [feed, *chunk],
+                )
+            )
+        out = []
+        for article in articles:
+            if article.uid not in known:
+                known.add(article.uid)
+                out.append(article)
+        return out
+
+    def save(self, matched: Iterable[tuple[Article, Sequence[Hit]]], now: datetime) -> list[int]:
+        """Store articles, their hits and one pending delivery per (hit, channel) in one
+        transaction. Returns the ids of the deliveries created."""
+        seen = stamp(now)
+        delivery_ids: list[int] = []
+        try:
+            with self.db.conn:
+                for article, hits in matched:
+                    cursor = self.db.execute(
+                        """INSERT INTO articles (feed, uid, title, link, summary, content,
+                               author, published, content_hash, seen_at)
+                           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                           ON CONFLICT (feed, uid) DO NOTHING""",
+                        [
+                            article.feed,
+                            article.uid,
+                            article.title,
+                            article.link,
+                            article.summary,
+                            article.content,
+                            article.author,
+                            stamp(article.published) if article.published else None,
+                            article.content_hash,
+                            seen,
+                        ],
+                    )
+                    if cursor.rowcount == 0:
+                        continue  # stored by an earlier poll: never matched or alerted twice
+                    article_id = cursor.lastrowid
+                    for hit in hits:
+                        cursor = self.db.execute(
+                            """INSERT INTO hits (article_id, rule, rule_version, severity,
+                                   terms, snippet, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                               ON CONFLICT (article_id, rule) DO NOTHING""",
+                            [
+                                article_id,
+                                hit.rule,
+                                hit.rule_version,
+                                hit.severity,
+                                json.dumps(list(hit.terms), ensure_ascii=False),
+                                hit.snippet,
+                                seen,
+                            ],
+                        )
+                        if cursor.rowcount == 0:
+                            continue
+                        hit_id = cursor.lastrowid
+                        for channel in hit.channels:
+                            cursor = self.db.execute(
+                                """INSERT INTO deliveries (hit_id, channel, next_attempt_at,
+                                       created_at) VALUES (?, ?, ?, ?)
+                                   ON CONFLICT (hit_id, channel) DO NOTHING""",
+                                [hit_id, channel, seen, seen],
+                            )
+                            if cursor.lastrowid and cursor.rowcount:
+                                delivery_ids.append(cursor.lastrowid)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot store articles: {exc}") from exc
+        return delivery_ids
+
+    def hits(self, *, limit: int = 20, rule: str | None = None) -> list[dict[str, Any]]:
+        """Most recent hits first, with their article, feed and delivery states."""
+        where, args = ("WHERE h.rule = ?", [rule]) if rule else ("", [])
+        rows = self.db.query(
+            f"""SELECT h.id, h.rule, h.rule_version, h.severity, h.terms, h.snippet,
+                       h.created_at, a.feed, a.title, a.link, a.published,
+                       (SELECT group_concat(d.channel || ':' || d.status, ' ')
+                          FROM deliveries d WHERE d.hit_id = h.id) AS deliveries
+                FROM hits h JOIN articles a ON a.id = h.article_id
+                {where} ORDER BY h.created_at DESC, h.id DESC LIMIT ?""",
+            [*args, limit],
+        )
+        out = []
+        for row in rows:
+            row["terms"] = json.loads(row["terms"])
+            out.append(row)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Row counts for a quick health view."""
+
+        def one(sql: str) -> int:
+            return int(self.db.execute(sql).fetchone()[0])
+
+        return {
+            "articles": one("SELECT count(*) FROM articles"),
+            "hits": one("SELECT count(*) FROM hits"),
+            "pending": one("SELECT count(*) FROM deliveries WHERE status = 'pending'"),
+            "sent": one("SELECT count(*) FROM deliveries WHERE status = 'sent'"),
+        }
+
+    # --- outbox -----------------------------------------------------------------------------
+
+    def due_deliveries(self, now: datetime, limit: int = 100) -> list[PendingDelivery]:
+        """Pending deliveries whose next attempt is due, oldest first."""
+        rows = self.db.execute(
+            """SELECT d.id, d.channel, d.attempts, h.rule, h.severity, h.terms, h.snippet,
+                      a.feed, a.title, a.link, a.published, a.seen_at
+               FROM deliveries d JOIN hits h ON h.id = d.hit_id
+               JOIN articles a ON a.id = h.article_id
+               WHERE d.status = 'pending' AND d.next_attempt_at <= ?
+               ORDER BY d.id LIMIT ?""",
+            [stamp(now), limit],
+        ).fetchall()
+        return [
+            PendingDelivery(
+                id=r[0],
+                channel=r[1],
+                attempts=r[2],
+                rule=r[3],
+                severity=r[4],
+                terms=tuple(json.loads(r[5])),
+                snippet=r[6],
+                feed=r[7],
+                title=r[8],
+                link=r[9],
+                published=r[10],
+                seen_at=r[11],
+            )
+            for r in rows
+        ]
+
+    def mark_sent(self, delivery_id: int, now: datetime) -> None:
+        with self.db.conn:
+            self.db.execute(
+                """UPDATE deliveries SET status = 'sent', sent_at = ?, last_error = NULL,
+                   attempts = attempts + 1 WHERE id = ?""",
+                [stamp(now), delivery_id],
+            )
+
+    def mark_failed(self, delivery_id: int, error: str, retry_at: datetime) -> None:
+        with self.db.conn:
+            self.db.execute(
+                """UPDATE deliveries SET attempts = attempts + 1, last_error = ?,
+                   next_attempt_at = ? WHERE id = ?""",
+                [error, stamp(retry_at), delivery_id],
+            )

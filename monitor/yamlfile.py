@@ -1,0 +1,149 @@
+"""Safe YAML loading that remembers where every value came from.
+
+Config and rule files are edited by hand, so errors must point at file:line:column.
+The loader is PyYAML's SafeLoader (no ``!!python/...`` tags) with four changes:
+
+* mappings load as :class:`YamlMap` and sequences as :class:`YamlList`, which keep the
+  line and column of each key / item;
+* duplicate keys are an error (PyYAML silently keeps the last one);
+* only ``true``/``false`` are booleans: YAML 1.1's ``yes``/``no``/``on``/``off`` stay
+  strings, so a rule term ``NO`` (Norway) is not silently turned into ``False``;
+* more than :data:`MAX_ALIASES` aliases is refused (a "billion laughs" alias bomb).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from monitor.errors import ConfigError
+
+MAX_ALIASES = 100
+
+
+class YamlMap(dict[str, Any]):
+    """A mapping that knows the (line, column) of itself and of each key, 1-based."""
+
+    line: int = 0
+    column: int = 0
+    key_pos: dict[str, tuple[int, int]]
+
+    def pos(self, key: str) -> tuple[int, int]:
+        return self.key_pos.get(key, (self.line, self.column))
+
+
+class YamlList(list[Any]):
+    """A sequence that knows the (line, column) of itself and of each item, 1-based."""
+
+    line: int = 0
+    column: int = 0
+    item_pos: list[tuple[int, int]]
+
+    def pos(self, index: int) -> tuple[int, int]:
+        if 0 <= index < len(self.item_pos):
+            return self.item_pos[index]
+        return (self.line, self.column)
+
+
+def _pos(node: yaml.Node) -> tuple[int, int]:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _Loader(yaml.SafeLoader):
+    def __init__(self, stream: bytes, path: str) -> None:
+        super().__init__(stream)
+        self.path = path
+        self.aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                event = self.peek_event()  # type: ignore[no-untyped-call]
+                raise ConfigError(
+                    f"more than {MAX_ALIASES} YAML aliases (*name); refusing a possible "
+                    "alias bomb. Write the values out instead of repeating anchors.",
+                    self.path,
+                    event.start_mark.line + 1,
+                    event.start_mark.column + 1,
+                )
+        return super().compose_node(parent, index)
+
+    def construct_yaml_map(self, node: yaml.MappingNode) -> Any:
+        data = YamlMap()
+        data.line, data.column = _pos(node)
+        data.key_pos = {}
+        yield data
+        self.flatten_mapping(node)
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                key = str(key)
+            if key in data:
+                line, col = _pos(key_node)
+                first = data.key_pos[key][0]
+                raise ConfigError(
+                    f"duplicate key {key!r} (first defined on line {first}); remove one of them",
+                    self.path,
+                    line,
+                    col,
+                )
+            data.key_pos[key] = _pos(key_node)
+            data[key] = self.construct_object(value_node, deep=True)
+
+    def construct_yaml_seq(self, node: yaml.SequenceNode) -> Any:
+        data = YamlList()
+        data.line, data.column = _pos(node)
+        data.item_pos = [_pos(child) for child in node.value]
+        yield data
+        data.extend(self.construct_object(child, deep=True) for child in node.value)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_yaml_map)
+_Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_yaml_seq)
+# YAML 1.2 booleans only: drop the 1.1 resolver (yes/no/on/off/y/n) and add a strict one.
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml(path: Path) -> Any:
+    """Load one YAML document from ``path``; raise :class:`ConfigError` with its location.
+
+    An empty file loads as ``None``. Several documents in one file are an error.
+    UTF-8 (with or without BOM) and UTF-16/32 with a BOM are accepted.
+    """
+    name = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror}", name) from exc
+    loader = _Loader(raw, name)
+    try:
+        return loader.get_single_data()
+    except ConfigError:
+        raise
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or "invalid YAML"
+        if "expected a single document" in str(exc):
+            problem = "several YAML documents ('---') in one file; keep one document per file"
+        elif "could not determine a constructor" in problem:
+            problem = f"{problem}; tags like !!python/... are not allowed, write plain values"
+        raise ConfigError(
+            f"invalid YAML: {problem}",
+            name,
+            mark.line + 1 if mark else None,
+            mark.column + 1 if mark else None,
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", name) from exc
+    finally:
+        loader.dispose()
