@@ -8,7 +8,8 @@ The loader is PyYAML's SafeLoader (no ``!!python/...`` tags) with four changes:
 * duplicate keys are an error (PyYAML silently keeps the last one);
 * only ``true``/``false`` are booleans: YAML 1.1's ``yes``/``no``/``on``/``off`` stay
   strings, so a rule term ``NO`` (Norway) is not silently turned into ``False``;
-* more than :data:`MAX_ALIASES` aliases is refused (a "billion laughs" alias bomb).
+* aliases that would expand to more than :data:`MAX_EXPANDED_NODES` values are refused
+  (a "billion laughs" alias bomb); ordinary anchors and merges still work.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import yaml
 
 from monitor.errors import ConfigError
 
-MAX_ALIASES = 100
+MAX_EXPANDED_NODES = 10_000
 
 
 class YamlMap(dict[str, Any]):
@@ -56,21 +57,40 @@ class _Loader(yaml.SafeLoader):
     def __init__(self, stream: bytes, path: str) -> None:
         super().__init__(stream)
         self.path = path
-        self.aliases = 0
+        self.expanded = 0
+        self.sizes: dict[int, int] = {}
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                event = self.peek_event()  # type: ignore[no-untyped-call]
-                raise ConfigError(
-                    f"more than {MAX_ALIASES} YAML aliases (*name); refusing a possible "
-                    "alias bomb. Write the values out instead of repeating anchors.",
-                    self.path,
-                    event.start_mark.line + 1,
-                    event.start_mark.column + 1,
-                )
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            anchored = self.anchors.get(event.anchor)
+            if anchored is not None:
+                # An alias re-uses a node by reference, but anything that walks the
+                # result (validation, hashing) pays for the full expansion: bound it.
+                self.expanded += self._size(anchored)
+                if self.expanded > MAX_EXPANDED_NODES:
+                    raise ConfigError(
+                        f"YAML aliases (*{event.anchor}) expand to more than "
+                        f"{MAX_EXPANDED_NODES:,} values; refusing a possible alias bomb. "
+                        "Write the values out instead of repeating anchors.",
+                        self.path,
+                        event.start_mark.line + 1,
+                        event.start_mark.column + 1,
+                    )
         return super().compose_node(parent, index)
+
+    def _size(self, node: yaml.Node) -> int:
+        key = id(node)
+        if key not in self.sizes:
+            self.sizes[key] = 1  # guards against recursive anchors
+            if isinstance(node, yaml.SequenceNode):
+                total = 1 + sum(self._size(child) for child in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                total = 1 + sum(self._size(k) + self._size(v) for k, v in node.value)
+            else:
+                total = 1
+            self.sizes[key] = total
+        return self.sizes[key]
 
     def construct_yaml_map(self, node: yaml.MappingNode) -> Any:
         data = YamlMap()

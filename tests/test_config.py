@@ -1,0 +1,85 @@
+from pathlib import Path
+
+import pytest
+
+from monitor.config import load_settings, parse_duration
+from monitor.errors import ConfigErrors
+
+ROOT = Path(__file__).parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def errors_of(path: Path, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigErrors) as info:
+        load_settings(path, env or {})
+    return [str(e) for e in info.value.errors]
+
+
+def test_durations() -> None:
+    assert parse_duration("90s") == 90
+    assert parse_duration("15m") == 900
+    assert parse_duration("1.5h") == 5400
+    assert parse_duration("2d") == 172800
+    assert parse_duration("250ms") == 0.25
+    assert parse_duration(45) == 45
+    assert parse_duration("soon") is None
+    assert parse_duration(True) is None
+
+
+def test_shipped_example_config_is_valid() -> None:
+    settings = load_settings(ROOT / "config.example.yaml", {"SAMPLE_FEED_PORT": "9999"})
+    sample = next(f for f in settings.feeds if f.name == "sample")
+    assert sample.url == "http://127.0.0.1:9999/sample-feed.xml" and sample.enabled
+    outlets = [f for f in settings.feeds if f.name != "sample"]
+    assert outlets and not any(f.enabled for f in outlets)
+    assert settings.default_channels == ("terminal",)
+    assert settings.rules_dir == ROOT / "rules"
+
+
+def test_paths_are_relative_to_the_file_and_env_fills_secrets(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "database: data/x.db\n"
+        "channels:\n  mail: mailto://u:${SMTP_PASSWORD}@127.0.0.1:2525\n"
+        "  hook: json://127.0.0.1:${HOOK_PORT:-8080}/\n",
+    )
+    settings = load_settings(path, {"SMTP_PASSWORD": "s3cret"})
+    assert settings.database == tmp_path / "data" / "x.db"
+    assert settings.channel("mail").url == "mailto://u:s3cret@127.0.0.1:2525"  # type: ignore[union-attr]
+    assert settings.channel("hook").url == "json://127.0.0.1:8080/"  # type: ignore[union-attr]
+
+
+def test_every_error_at_once_with_file_and_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "databse: x.db\n"  # 1: typo
+        "feeds:\n"
+        "  - name: wire\n"
+        "    url: ftp://example.org/feed\n"  # 4: bad scheme
+        "    interval: soon\n"  # 5: bad duration
+        "    colour: red\n"  # 6: unknown key
+        "  - name: wire\n"  # 7: duplicate name
+        "    url: https://example.org/b\n"
+        "channels:\n"
+        "  mail: mailto://u:${SMTP_PASSWORD}@host\n"  # 10: env var missing
+        "default_channels: [pager]\n",  # 11: unknown channel
+    )
+    errors = "\n".join(errors_of(path))
+    assert "config.yaml:1:1: unknown key 'databse'" in errors
+    assert "config.yaml:4:5: feed 'wire': url must start with http:// or https://" in errors
+    assert "config.yaml:5:5: `interval` must be a duration" in errors
+    assert "config.yaml:6:5: unknown key 'colour' in a feed" in errors
+    assert "duplicate feed name 'wire'" in errors
+    assert "config.yaml:10:3: environment variable SMTP_PASSWORD is not set" in errors
+    assert "config.yaml:11:1: default channel 'pager' is not defined" in errors
+
+
+def test_missing_secret_is_named_but_never_shown(tmp_path: Path) -> None:
+    path = write(tmp_path, "channels:\n  mail: mailto://u:${PW}@host\n")
+    [error] = errors_of(path)
+    assert "PW" in error and "mailto" not in error

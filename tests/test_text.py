@@ -1,0 +1,75 @@
+from monitor.text import content_hash, fold, mask_url, snippet, term_keys, tokenize, word_key
+
+
+def key(word: str) -> str:
+    return word_key(fold(word))
+
+
+def test_plurals_fold_to_the_singular() -> None:
+    pairs = {
+        "troops": "troop",
+        "sanctions": "sanction",
+        "countries": "country",
+        "exercises": "exercise",
+        "boxes": "box",
+        "churches": "church",
+        "missiles": "missile",
+        "talks": "talk",
+    }
+    for plural, singular in pairs.items():
+        assert key(plural) == key(singular) == singular
+
+
+def test_tense_and_lookalikes_are_not_folded() -> None:
+    assert key("sanctioned") != key("sanction")
+    assert key("sanctimonious") != key("sanction")
+    assert key("news") == "news"
+    assert key("crisis") == "crisis"
+    assert key("us") == "us"
+    assert key("this") == "this"
+
+
+def test_case_accents_and_possessives() -> None:
+    assert key("ZÉLENSKY") == "zelensky"
+    assert key("Russia's") == "russia"
+    assert key("Russia’s") == "russia"
+
+
+def test_tokenize_keeps_spans_of_the_original_words() -> None:
+    text = "Anti-tank missiles, Kremlin’s view"
+    tokens = tokenize(text)
+    assert tokens.keys == ("anti", "tank", "missile", "kremlin", "view")
+    assert [text[s:e] for s, e in tokens.spans] == [
+        "Anti",
+        "tank",
+        "missiles",
+        "Kremlin’s",
+        "view",
+    ]
+
+
+def test_term_keys_strip_quotes_and_punctuation() -> None:
+    assert term_keys('"anti-tank missiles"') == ("anti", "tank", "missile")
+    assert term_keys("!!!") == ()
+
+
+def test_content_hash_ignores_case_and_spacing() -> None:
+    assert content_hash("Troops  at the BORDER") == content_hash("troops at the border")
+    assert content_hash("troops at the border") != content_hash("troops at the frontier")
+
+
+def test_snippet_centres_on_the_match_and_marks_cuts() -> None:
+    text = "word " * 100 + "TARGET " + "word " * 100
+    at = text.index("TARGET")
+    cut = snippet(text, at, at + 6, width=60)
+    assert "TARGET" in cut
+    assert cut.startswith("…") and cut.endswith("…")
+    assert len(cut) <= 64
+    assert snippet("short text", 0, 5) == "short text"
+
+
+def test_mask_url_hides_credentials_anywhere_in_text() -> None:
+    assert mask_url("http://bob:hunter2@example.org/feed") == "http://***@example.org/feed"
+    msg = "failed for https://user:pw@h.example/x and more"
+    assert "pw" not in mask_url(msg)
+    assert mask_url("http://example.org/a@b") == "http://example.org/a@b"
