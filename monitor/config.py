@@ -192,7 +192,8 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
         raise ConfigErrors(
             [
                 ConfigError(
-                    "the settings file must be a mapping (database:, rules_dir:, feeds:, channels:)",
+                    "the settings file must be a mapping "
+                    "(database:, rules_dir:, feeds:, channels:)",
                     str(path),
                     1,
                 )

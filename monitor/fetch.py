@@ -54,9 +54,10 @@ async def fetch(
     if last_modified:
         headers["If-Modified-Since"] = last_modified
     shown = mask_url(url)
+    target, auth = _split_credentials(url)
     try:
         async with asyncio.timeout(timeout):
-            async with client.stream("GET", url, headers=headers) as response:
+            async with client.stream("GET", target, headers=headers, auth=auth) as response:
                 if response.status_code == 304:
                     return FetchResult(
                         url=url,
@@ -95,6 +96,18 @@ async def fetch(
     except httpx.HTTPError as exc:
         # httpx messages can contain the URL; say only the kind of failure.
         raise FeedError(shown, f"{type(exc).__name__}: {_reason(exc)}") from exc
+
+
+def _split_credentials(url: str) -> tuple[httpx.URL | str, httpx.BasicAuth | None]:
+    """Move user:password out of the URL into an auth header, so no library ever logs it."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return url, None
+    if not parsed.userinfo:
+        return parsed, None
+    auth = httpx.BasicAuth(parsed.username, parsed.password)
+    return parsed.copy_with(username=None, password=None), auth
 
 
 def _reason(exc: httpx.HTTPError) -> str:

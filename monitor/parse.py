@@ -98,11 +98,15 @@ def _uid(raw: str) -> str:
 def parse_feed(feed: str, url: str, content: bytes, headers: Mapping[str, str]) -> list[Article]:
     """Parse feed bytes into articles; raise :class:`FeedError` if it is not a feed at all."""
     parsed = feedparser.parse(content, response_headers=dict(headers))
-    if not parsed.entries and parsed.get("bozo") and not parsed.get("feed"):
+    # feedparser sets `version` ("rss20", "atom10"...) only when it recognised a feed; an
+    # HTML page parses "successfully" into an empty feed, so that is the test to make.
+    if not parsed.get("version") and not parsed.entries:
         reason = parsed.get("bozo_exception")
+        detail = f" ({type(reason).__name__})" if reason else ""
+        kind = headers.get("content-type", headers.get("Content-Type", "unknown type"))
         raise FeedError(
             mask_url(url),
-            f"not an RSS or Atom feed ({type(reason).__name__ if reason else 'unknown'}); "
+            f"not an RSS or Atom feed{detail}, content type {kind}; "
             "check that the URL points at the feed, not at a web page",
         )
     articles = []

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from monitor.models import PendingDelivery
 
 TITLE_LIMIT = 200
+#: Matched terms shown in an alert; the rest are counted ("+7 more").
+TERMS_SHOWN = 12
 _LINEBREAKS = re.compile(r"[\r\n\t\x0b\x0c\x85\u2028\u2029]+")
 
 
@@ -34,9 +36,17 @@ def render(d: PendingDelivery) -> Message:
         f"Article:   {one_line(d.title, 500)}",
         f"Feed:      {d.feed}",
         f"Link:      {d.link or '(none)'}",
-        f"Matched:   {', '.join(d.terms) or '(no positive terms)'}",
+        f"Matched:   {_terms(d.terms)}",
         f"Why:       {one_line(d.snippet, 600)}",
         f"Published: {d.published or 'unknown'}   Seen: {d.seen_at}",
         f"Delivery:  #{d.id}",
     ]
     return Message(title, "\n".join(lines))
+
+
+def _terms(terms: tuple[str, ...]) -> str:
+    if not terms:
+        return "(no positive terms)"
+    shown = ", ".join(terms[:TERMS_SHOWN])
+    more = len(terms) - TERMS_SHOWN
+    return f"{shown} (+{more} more)" if more > 0 else shown

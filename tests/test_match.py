@@ -59,7 +59,9 @@ def test_any_all_none_semantics() -> None:
 def test_hit_reports_terms_in_rule_order_and_snippet_from_body() -> None:
     cond = AllOf((AnyOf((term("troops"), term("soldiers"))), term("border")))
     m = Matcher([rule("troops", cond, version="v1", severity="urgent")])
-    body = "Intro sentence. " * 20 + "Some 1,200 soldiers moved to the border this week. " + "x " * 80
+    body = (
+        "Intro sentence. " * 20 + "Some 1,200 soldiers moved to the border this week. " + "x " * 80
+    )
     [hit] = m.match(article("Troops seen", body))
     assert hit.terms == ("troops", "soldiers", "border")
     assert "soldiers moved to the border" in hit.snippet
@@ -143,7 +145,12 @@ def test_matcher_agrees_with_reference(conds: list[Condition], title: str, body:
     got = {h.rule for h in Matcher(rules).match(article(title, body))}
     want = {r.name for r in rules if reference(r.condition, [title, body])}
     assert got == want
-    present = {t.keys for r in rules for t in _terms(r.condition) if reference_present(t.keys, [title, body])}
+    present = {
+        t.keys
+        for r in rules
+        for t in _terms(r.condition)
+        if reference_present(t.keys, [title, body])
+    }
     assert {r.name for r in rules if evaluate(r.condition, present)} == want
 
 

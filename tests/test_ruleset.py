@@ -136,8 +136,11 @@ def test_empty_file_holds_no_rules_and_empty_dir_is_an_error(tmp_path: Path) -> 
 
 
 def test_references_to_unknown_feeds_and_channels(tmp_path: Path) -> None:
-    write(tmp_path, "a.yaml", "rules:\n  - name: t\n    any: [x]\n    feeds: [tass]\n"
-          "    channels: [pager]\n")
+    write(
+        tmp_path,
+        "a.yaml",
+        "rules:\n  - name: t\n    any: [x]\n    feeds: [tass]\n    channels: [pager]\n",
+    )
     ruleset = load_rules(tmp_path)
     errors = [str(e) for e in check_references(ruleset.rules, ["reuters"], ["mail"])]
     assert any("unknown feed 'tass'; defined feeds: reuters" in e for e in errors)
