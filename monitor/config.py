@@ -175,10 +175,7 @@ class _Reader:
 
 
 def _empty_map(pos: tuple[int, int]) -> YamlMap:
-    out = YamlMap()
-    out.line, out.column = pos
-    out.key_pos = {}
-    return out
+    return YamlMap.at(pos)
 
 
 def load_settings(path: Path, env: Mapping[str, str]) -> Settings:

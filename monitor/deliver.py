@@ -66,7 +66,11 @@ class Channel:
             )
 
     def send(self, message: Message) -> bool:
-        result = self._apprise.notify(body=message.body, title=message.title)
+        # The alert is plain text: say so, or apprise treats it as HTML for email and the
+        # line breaks collapse (and markup from feed titles would reach the HTML part).
+        result = self._apprise.notify(
+            body=message.body, title=message.title, body_format=apprise.NotifyFormat.TEXT
+        )
         return bool(result)
 
 

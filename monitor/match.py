@@ -1,176 +1,321 @@
 """Compile rules into one automaton and match articles against it. Pure: no I/O.
 
-All terms of all rules go into a single Aho-Corasick automaton over *word keys*
-(see :mod:`monitor.text`), so one pass over an article finds every term of every rule,
-whatever the number of rules. Only the rules whose terms occurred are then evaluated.
+Compilation:
 
-Word boundaries come from the representation: the article becomes ``" k1 k2 k3 "``
-(keys separated by single spaces) and a term becomes ``" k1 k2 "``, so a term can only
-match whole, consecutive words.
+* every term of every rule becomes a *matchable* (its word keys and mode); every word
+  sequence that has those keys (:func:`monitor.text.surface_forms`: "troop" -> "troop",
+  "troops") goes into a single Aho-Corasick automaton as ``" w1 w2 "``. Spaces on both
+  sides make every match a whole-word match; a prefix term leaves the last space off;
+* every rule gets a *trigger set*: matchables of which at least one must occur for the
+  rule to have any chance (for ``a AND (b OR c)``, the smaller of {a} and {b, c}). Rules
+  are indexed by their trigger set only.
+
+Matching an article: each field is normalised (C-level string operations), scanned once
+by the automaton, and only the rules triggered by what occurred are evaluated. Regular
+expressions and NEAR are evaluated lazily, only for those candidate rules. Rules that can
+fire with no term at all (a bare NOT, a regular expression alone) are evaluated for every
+article; they are the only per-rule cost that grows with the number of rules.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import ahocorasick
 
-from monitor.models import AllOf, AnyOf, Article, Condition, Hit, Not, Rule, Term
-from monitor.text import Tokens, snippet, tokenize
+from monitor.models import (
+    AllOf,
+    AnyOf,
+    Article,
+    Condition,
+    Hit,
+    Near,
+    Not,
+    Regex,
+    Rule,
+    Term,
+    TermMode,
+)
+from monitor.query import compile_regex
+from monitor.text import normalize, phrase_at, snippet, surface_forms, tokenize
 
 SNIPPET_WIDTH = 200
+#: The fields a term without a field of its own searches.
+DEFAULT_FIELDS = ("title", "content")
+_Matchable = tuple[TermMode, tuple[str, ...]]  # (mode, keys)
 
 
-@dataclass(frozen=True)
-class _Field:
-    text: str
-    tokens: Tokens
-    #: Offset of the field's first key inside the joined article string.
-    base: int
-    #: Offset of each key inside the joined article string, for bisecting.
-    starts: tuple[int, ...]
+def field_texts(article: Article) -> dict[str, str]:
+    """The raw text of each searchable field of an article."""
+    return {
+        "title": article.title,
+        "content": "\n".join(p for p in (article.summary, article.content) if p),
+        "author": article.author,
+        "category": "\n".join(article.categories),
+        "feed": article.feed,
+        "link": article.link,
+    }
 
 
-def _join(fields: Iterable[str]) -> tuple[str, list[_Field]]:
-    """Join the fields' keys as " k1 k2 \\n k3 k4 " so no phrase crosses fields."""
-    parts: list[str] = []
-    out: list[_Field] = []
-    pos = 0
-    for text in fields:
-        tokens = tokenize(text)
-        starts: list[int] = []
-        at = pos + 1  # after the leading space
-        for key in tokens.keys:
-            starts.append(at)
-            at += len(key) + 1
-        chunk = " " + " ".join(tokens.keys) + " \n"
-        out.append(_Field(text, tokens, pos, tuple(starts)))
-        parts.append(chunk)
-        pos += len(chunk)
-    return "".join(parts), out
-
-
-def _needs_term(cond: Condition) -> bool:
-    """Whether ``cond`` can only be true when at least one of its terms occurs."""
-    if isinstance(cond, Term):
-        return True
-    if isinstance(cond, AnyOf):
-        return all(_needs_term(c) for c in cond.children)
-    if isinstance(cond, AllOf):
-        return any(_needs_term(c) for c in cond.children)
-    return False
-
-
-def _positive_terms(cond: Condition) -> list[Term]:
-    """Terms that count as reasons for a hit: every term not under a NOT, in rule order."""
-    if isinstance(cond, Term):
+def positive_terms(cond: Condition) -> list[Term | Regex | Near]:
+    """The terms that count as reasons for a hit: those not under a NOT, in rule order."""
+    if isinstance(cond, Term | Regex | Near):
         return [cond]
     if isinstance(cond, Not):
         return []
-    return [t for c in cond.children for t in _positive_terms(c)]
+    return [t for c in cond.children for t in positive_terms(c)]
 
 
-def _all_terms(cond: Condition) -> list[Term]:
+def all_terms(cond: Condition) -> list[Term]:
+    """Every word/phrase term of a condition, NEAR operands included."""
     if isinstance(cond, Term):
         return [cond]
+    if isinstance(cond, Near):
+        return [cond.left, cond.right]
+    if isinstance(cond, Regex):
+        return []
     if isinstance(cond, Not):
-        return _all_terms(cond.child)
-    return [t for c in cond.children for t in _all_terms(c)]
+        return all_terms(cond.child)
+    return [t for c in cond.children for t in all_terms(c)]
 
 
-def evaluate(cond: Condition, present: set[tuple[str, ...]]) -> bool:
-    """Evaluate a condition given the set of term keys that occur in the article."""
-    if isinstance(cond, Term):
-        return cond.keys in present
-    if isinstance(cond, AnyOf):
-        return any(evaluate(c, present) for c in cond.children)
-    if isinstance(cond, AllOf):
-        return all(evaluate(c, present) for c in cond.children)
-    return not evaluate(cond.child, present)
+def _regexes(cond: Condition) -> list[Regex]:
+    if isinstance(cond, Regex):
+        return [cond]
+    if isinstance(cond, Term | Near):
+        return []
+    if isinstance(cond, Not):
+        return _regexes(cond.child)
+    return [r for c in cond.children for r in _regexes(c)]
+
+
+@dataclass
+class _Scan:
+    """What one article looks like to the rules: lazily computed, cached per article."""
+
+    article: Article
+    texts: dict[str, str]
+    normal: dict[str, str]
+    #: Matchable ids that occur, per field.
+    present: dict[str, set[int]]
+    matchables: list[_Matchable]
+    regexes: dict[Regex, Any]
+    _regex_cache: dict[tuple[Regex, str | None], bool] = field(default_factory=dict)
+
+    def fields_of(self, name: str | None) -> tuple[str, ...]:
+        return DEFAULT_FIELDS if name is None else (name,)
+
+    def has(self, mid: int, name: str | None) -> bool:
+        return any(mid in self.present[f] for f in self.fields_of(name))
+
+    def regex(self, r: Regex) -> bool:
+        key = (r, r.field)
+        if key not in self._regex_cache:
+            compiled = self.regexes[r]
+            self._regex_cache[key] = any(
+                compiled.search(self.texts[f]) is not None for f in self.fields_of(r.field)
+            )
+        return self._regex_cache[key]
+
+    def positions(self, mid: int, name: str) -> list[int]:
+        """Word indices where matchable ``mid`` starts in field ``name``."""
+        mode, keys = self.matchables[mid]
+        seq = self.normal[name].split()
+        return [i for i in range(len(seq)) if phrase_at(seq, i, keys, mode)]
 
 
 class Matcher:
-    """A compiled ruleset. Build once per ruleset; :meth:`match` is thread-safe."""
+    """A compiled ruleset. Build once per ruleset; :meth:`match` does not mutate it."""
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = tuple(r for r in rules if r.enabled)
-        self._automaton = ahocorasick.Automaton()
-        self._rules_by_term: dict[tuple[str, ...], list[int]] = {}
+        self._ids: dict[_Matchable, int] = {}
+        self._matchables: list[_Matchable] = []
+        self._regexes: dict[Regex, Any] = {}
+        self._fields: set[str] = set(DEFAULT_FIELDS)
         self._always: list[int] = []
+        triggers: dict[int, list[int]] = {}
         for index, rule in enumerate(self.rules):
-            if not _needs_term(rule.condition):
+            for term in all_terms(rule.condition):
+                self._id(term)
+                if term.field:
+                    self._fields.add(term.field)
+            for r in _regexes(rule.condition):
+                self._regexes.setdefault(r, compile_regex(r.pattern, r.ignore_case))
+                if r.field:
+                    self._fields.add(r.field)
+            trigger = self._trigger(rule.condition)
+            if trigger is None:
                 self._always.append(index)
-            for term in _all_terms(rule.condition):
-                if not term.keys:
-                    continue
-                users = self._rules_by_term.setdefault(term.keys, [])
-                if not users or users[-1] != index:
-                    users.append(index)
-        for keys in self._rules_by_term:
-            pattern = " " + " ".join(keys) + " "
-            self._automaton.add_word(pattern, (len(pattern), keys))
-        if self._rules_by_term:
+            else:
+                for mid in trigger:
+                    triggers.setdefault(mid, []).append(index)
+        self._triggers = {mid: tuple(rules) for mid, rules in triggers.items()}
+        # One automaton over every surface form; a form can serve several matchables
+        # (the same word as a plain term and as an inflected term, say).
+        by_form: dict[str, list[int]] = {}
+        for mid, (mode, keys) in enumerate(self._matchables):
+            for form in surface_forms(keys, mode):
+                pattern = f" {form}" if mode == "prefix" else f" {form} "
+                by_form.setdefault(pattern, []).append(mid)
+        self._automaton = ahocorasick.Automaton()
+        for pattern, mids in by_form.items():
+            self._automaton.add_word(pattern, tuple(mids))
+        if by_form:
             self._automaton.make_automaton()
+        self.pattern_count = len(by_form)
 
     def __len__(self) -> int:
         return len(self.rules)
 
+    def _id(self, term: Term) -> int:
+        key = (term.mode, term.keys)
+        mid = self._ids.get(key)
+        if mid is None:
+            mid = self._ids[key] = len(self._matchables)
+            self._matchables.append(key)
+        return mid
+
+    def _trigger(self, cond: Condition) -> frozenset[int] | None:
+        """Matchables of which one must occur for ``cond`` to hold; None if none must."""
+        if isinstance(cond, Term):
+            return frozenset((self._id(cond),))
+        if isinstance(cond, Near):
+            # Both sides must occur; index the one that is likely rarer (longer).
+            left, right = cond.left, cond.right
+            rarer = left if len(" ".join(left.keys)) >= len(" ".join(right.keys)) else right
+            return frozenset((self._id(rarer),))
+        if isinstance(cond, Regex | Not):
+            return None
+        child_triggers = [self._trigger(c) for c in cond.children]
+        if isinstance(cond, AnyOf):
+            if any(t is None for t in child_triggers):
+                return None
+            return frozenset().union(*child_triggers)  # type: ignore[arg-type]
+        known = [t for t in child_triggers if t is not None]
+        if not known:
+            return None
+        return min(
+            known, key=lambda t: (len(t), -sum(len(" ".join(self._matchables[m][1])) for m in t))
+        )
+
+    def scan(self, article: Article) -> _Scan:
+        """Normalise and scan every field the ruleset looks at."""
+        texts = field_texts(article)
+        normal: dict[str, str] = {}
+        present: dict[str, set[int]] = {}
+        iterate = self._automaton.iter if self.pattern_count else None
+        for name in texts:
+            if name not in self._fields:
+                present[name] = set()
+                continue
+            normal[name] = norm = normalize(texts[name])
+            found: set[int] = set()
+            if iterate is not None:
+                for groups in {mids for _, mids in iterate(norm)}:
+                    found.update(groups)
+            present[name] = found
+        return _Scan(article, texts, normal, present, self._matchables, self._regexes)
+
     def match(self, article: Article) -> list[Hit]:
         """Every enabled rule that matches ``article``, in rule order."""
-        joined, fields = _join([article.title, article.summary, article.content])
-        # First offset of each term overall, and first offset in the summary/body.
-        first_at: dict[tuple[str, ...], int] = {}
-        first_in_body: dict[tuple[str, ...], int] = {}
-        body_from = fields[1].base
-        if self._rules_by_term:
-            for end, (length, keys) in self._automaton.iter(joined):
-                offset = end - length + 2  # offset of the term's first key
-                first_at.setdefault(keys, offset)
-                if offset >= body_from:
-                    first_in_body.setdefault(keys, offset)
+        scan = self.scan(article)
         candidates = set(self._always)
-        for keys in first_at:
-            candidates.update(self._rules_by_term[keys])
-        present = set(first_at)
-        hits: list[Hit] = []
+        for found in scan.present.values():
+            for mid in found:
+                rules = self._triggers.get(mid)
+                if rules:
+                    candidates.update(rules)
+        hits = []
         for index in sorted(candidates):
             rule = self.rules[index]
             if rule.feeds and article.feed not in rule.feeds:
                 continue
-            if not evaluate(rule.condition, present):
+            if not self._eval(rule.condition, scan):
                 continue
-            reasons = [t for t in _positive_terms(rule.condition) if t.keys in present]
+            reasons = [t for t in positive_terms(rule.condition) if self._eval(t, scan)]
             terms = tuple(dict.fromkeys(t.text for t in reasons))
+            if rule.min_terms and len(terms) < rule.min_terms:
+                continue
             hits.append(
                 Hit(
                     rule=rule.name,
                     rule_version=rule.version,
                     severity=rule.severity,
                     terms=terms,
-                    snippet=_snippet(fields, reasons, first_in_body, first_at),
+                    snippet=self._snippet(reasons, scan),
                     channels=rule.channels,
                 )
             )
         return hits
 
+    def _eval(self, cond: Condition, scan: _Scan) -> bool:
+        if isinstance(cond, Term):
+            return scan.has(self._ids[(cond.mode, cond.keys)], cond.field)
+        if isinstance(cond, AnyOf):
+            return any(self._eval(c, scan) for c in cond.children)
+        if isinstance(cond, AllOf):
+            return all(self._eval(c, scan) for c in cond.children)
+        if isinstance(cond, Not):
+            return not self._eval(cond.child, scan)
+        if isinstance(cond, Regex):
+            return scan.regex(cond)
+        return self._near(cond, scan)
 
-def _snippet(
-    fields: list[_Field],
-    reasons: list[Term],
-    first_in_body: dict[tuple[str, ...], int],
-    first_at: dict[tuple[str, ...], int],
-) -> str:
-    """Text around the earliest matched term, preferring the body: the title is shown anyway."""
-    offsets = [first_in_body[t.keys] for t in reasons if t.keys in first_in_body]
-    if not offsets:
-        offsets = [first_at[t.keys] for t in reasons]
-    if not offsets:  # a rule made only of NOT: show the start of the body
-        body = next((f for f in fields[1:] if f.text), fields[0])
-        return snippet(body.text, 0, 0, SNIPPET_WIDTH)
-    at = min(offsets)
-    field = next(f for f in reversed(fields) if f.base <= at)
-    index = bisect.bisect_left(field.starts, at)
-    start, end = field.tokens.spans[index]
-    return snippet(field.text, start, end, SNIPPET_WIDTH)
+    def _near(self, cond: Near, scan: _Scan) -> bool:
+        left = self._ids[(cond.left.mode, cond.left.keys)]
+        right = self._ids[(cond.right.mode, cond.right.keys)]
+        right_fields = scan.fields_of(cond.right.field)
+        a_len, b_len = len(cond.left.keys), len(cond.right.keys)
+        for name in scan.fields_of(cond.left.field):
+            if name not in right_fields:
+                continue
+            if left not in scan.present[name] or right not in scan.present[name]:
+                continue
+            b_positions = scan.positions(right, name)
+            for a in scan.positions(left, name):
+                for b in b_positions:
+                    # Words from the end of the earlier term to the start of the later one.
+                    gap = b - (a + a_len - 1) if b >= a else a - (b + b_len - 1)
+                    if gap <= cond.distance:
+                        return True
+        return False
+
+    def _snippet(self, reasons: list[Term | Regex | Near], scan: _Scan) -> str:
+        """Text around the earliest reason, preferring the body: the title is shown anyway."""
+        texts = scan.texts
+        for name in ("content", "title", "author", "category", "link", "feed"):
+            text = texts[name]
+            if not text:
+                continue
+            best: tuple[int, int] | None = None
+            tokens = None
+            for reason in reasons:
+                span: tuple[int, int] | None = None
+                if isinstance(reason, Regex):
+                    if name in scan.fields_of(reason.field):
+                        m = scan.regexes[reason].search(text)
+                        span = (m.start(), m.end()) if m else None
+                else:
+                    term = reason.left if isinstance(reason, Near) else reason
+                    if name in scan.fields_of(term.field):
+                        tokens = tokens or tokenize(text)
+                        span = _find(tokens.words, tokens.spans, term)
+                if span and (best is None or span[0] < best[0]):
+                    best = span
+            if best:
+                return snippet(text, best[0], best[1], SNIPPET_WIDTH)
+        body = texts["content"] or texts["title"]
+        return snippet(body, 0, 0, SNIPPET_WIDTH)
+
+
+def _find(
+    seq: tuple[str, ...], spans: tuple[tuple[int, int], ...], term: Term
+) -> tuple[int, int] | None:
+    as_list = list(seq)
+    for i in range(len(as_list)):
+        if phrase_at(as_list, i, term.keys, term.mode):
+            return spans[i][0], spans[i + len(term.keys) - 1][1]
+    return None

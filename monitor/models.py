@@ -37,6 +37,15 @@ class ChannelConfig:
 # --- rule conditions: a small boolean tree over terms -------------------------------------
 
 
+#: Where a term looks. None means the default: title and content.
+FIELDS = ("title", "content", "author", "category", "feed", "link")
+
+#: How a term's words match: "word" (whole words, singular = plural), "prefix" (the last
+#: word may continue: sanction* = sanctioned, sanctions...), "stem" (English inflections:
+#: sanction~ = sanctions, sanctioned, sanctioning; never "wellness" for well~).
+TermMode = Literal["word", "prefix", "stem"]
+
+
 @dataclass(frozen=True)
 class Term:
     """A word or phrase, stored as the normalised keys it must match consecutively."""
@@ -45,6 +54,32 @@ class Term:
     text: str
     #: Normalised word keys (see :func:`monitor.text.word_key`), matched as a phrase.
     keys: tuple[str, ...]
+    field: str | None = None
+    mode: TermMode = "word"
+
+
+@dataclass(frozen=True)
+class Regex:
+    """A regular expression run by RE2 (linear time) over a field's text."""
+
+    #: As written, e.g. ``/t-?72/i``.
+    text: str
+    pattern: str
+    ignore_case: bool = False
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class Near:
+    """Two terms within ``distance`` words of each other, in either order."""
+
+    left: Term
+    right: Term
+    distance: int
+
+    @property
+    def text(self) -> str:
+        return f"{self.left.text} NEAR/{self.distance} {self.right.text}"
 
 
 @dataclass(frozen=True)
@@ -68,7 +103,7 @@ class Not:
     child: Condition
 
 
-Condition = Term | AnyOf | AllOf | Not
+Condition = Term | Regex | Near | AnyOf | AllOf | Not
 
 
 @dataclass(frozen=True)
@@ -84,6 +119,8 @@ class Rule:
     #: Channel names the rule alerts; empty means the config's default channels.
     channels: tuple[str, ...] = ()
     enabled: bool = True
+    #: Fire only when at least this many distinct positive terms occur (0: no minimum).
+    min_terms: int = 0
     #: Where the rule was defined, for error messages.
     path: str = ""
     line: int = 0
@@ -108,6 +145,8 @@ class Article:
     summary: str = ""
     content: str = ""
     author: str = ""
+    #: Categories / tags the feed gave the item.
+    categories: tuple[str, ...] = ()
     published: datetime | None = None
     #: Hash of title + text: the same story republished under a new id has the same hash.
     content_hash: str = ""

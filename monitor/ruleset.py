@@ -15,6 +15,11 @@ A rule file looks like::
 
 Inside ``any`` and ``none`` a nested list means "all of these"; inside ``all`` it means
 "any of these", so two levels express any AND/OR combination.
+
+A rule may instead (or as well) give a query string, ``match: (troops OR soldiers) NEAR/5
+border AND NOT "border collie"``; see :mod:`monitor.query` and docs/rules.md. Each list
+entry accepts the same term syntax: ``title:troops``, ``sanction*``, ``sanction~``,
+``/t-?72/i``; an entry with operators (AND, OR, NOT, NEAR/n, parentheses) is a query.
 """
 
 from __future__ import annotations
@@ -28,21 +33,24 @@ from pathlib import Path
 from typing import Any
 
 from monitor.errors import ConfigError
-from monitor.models import SEVERITIES, AllOf, AnyOf, Condition, Not, Rule, Severity, Term
-from monitor.text import term_keys
-from monitor.yamlfile import YamlList, YamlMap, load_yaml
+from monitor.models import SEVERITIES, AllOf, AnyOf, Condition, Not, Rule, Severity
+from monitor.query import QueryError, parse_query, parse_term
+from monitor.yamlfile import YamlList, YamlMap, load_yaml, offset_position
 
 RULE_KEYS = (
     "name",
     "description",
     "severity",
+    "match",
     "any",
     "all",
     "none",
+    "min_terms",
     "feeds",
     "channels",
     "enabled",
 )
+_OPERATORS = re.compile(r"\b(?:AND|OR|NOT|NEAR/\d+)\b|[()]")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 
 
@@ -186,6 +194,14 @@ class _RuleBuilder:
         if not isinstance(enabled, bool):
             self.error("`enabled` must be true or false", item.pos("enabled"))
         parts: list[Condition] = []
+        if "match" in item:
+            query = item["match"]
+            if not isinstance(query, str) or not query.strip():
+                self.error(
+                    "`match` must be a query string, e.g. troops NEAR/5 border", item.pos("match")
+                )
+            elif (cond := self._query(query, item.where("match"))) is not None:
+                parts.append(cond)
         if "any" in item:
             group = self._group(item, "any", nested=AllOf)
             if group:
@@ -194,14 +210,18 @@ class _RuleBuilder:
             group = self._group(item, "all", nested=AnyOf)
             if group:
                 parts.extend(group)
-        if "any" not in item and "all" not in item:
-            self.error("rule needs terms: add an `any:` or `all:` list")
+        if not {"match", "any", "all"} & item.keys():
+            self.error("rule needs terms: add `match:` (a query) or an `any:` or `all:` list")
         if "none" in item:
             group = self._group(item, "none", nested=AllOf)
             if group:
                 parts.append(Not(AnyOf(tuple(group))))
         feeds = self._names(item, "feeds")
         channels = self._names(item, "channels")
+        min_terms = item.get("min_terms", 0)
+        if isinstance(min_terms, bool) or not isinstance(min_terms, int) or min_terms < 0:
+            self.error("`min_terms` must be a whole number, 0 or more", item.pos("min_terms"))
+            min_terms = 0
         if self.errors:
             return self.errors
         assert self.rule is not None
@@ -219,6 +239,7 @@ class _RuleBuilder:
             feeds=feeds,
             channels=channels,
             enabled=bool(enabled),
+            min_terms=min_terms,
             path=self.path,
             line=self.line,
             version=version,
@@ -243,44 +264,45 @@ class _RuleBuilder:
     def _group(self, item: YamlMap, key: str, nested: type[AnyOf] | type[AllOf]) -> list[Condition]:
         value = item[key]
         if not isinstance(value, YamlList):
-            value = _single(value, item.pos(key))
+            value = YamlList.at(item.pos(key), [value] if value is not None else [])
         if not value:
             self.error(f"`{key}` is empty; list at least one term", item.pos(key))
             return []
         out: list[Condition] = []
         for index, entry in enumerate(value):
-            pos = value.pos(index)
             if isinstance(entry, YamlList):
-                inner = [t for i, e in enumerate(entry) if (t := self._term(e, entry.pos(i)))]
+                inner = [t for i, e in enumerate(entry) if (t := self._term(e, entry.where(i)))]
                 if not entry:
-                    self.error(f"empty nested list in `{key}`", pos)
+                    self.error(f"empty nested list in `{key}`", value.pos(index))
                 elif inner:
                     out.append(inner[0] if len(inner) == 1 else nested(tuple(inner)))
-            elif (term := self._term(entry, pos)) is not None:
+            elif (term := self._term(entry, value.where(index))) is not None:
                 out.append(term)
         return out
 
-    def _term(self, entry: Any, pos: tuple[int, int]) -> Term | None:
+    def _term(self, entry: Any, where: tuple[int, int, str | None]) -> Condition | None:
         if isinstance(entry, bool) or entry is None or isinstance(entry, YamlMap | list):
             self.error(
                 f"a term must be a word or phrase, not {type(entry).__name__}: {entry!r}"
                 + ('; quote it ("true") if you mean the word' if isinstance(entry, bool) else ""),
-                pos,
+                where[:2],
             )
             return None
-        text = str(entry).strip().strip('"').strip()
-        keys = term_keys(text)
-        if not keys:
-            self.error(f"term {entry!r} has no letters or digits to match", pos)
+        text = str(entry)
+        if _OPERATORS.search(text):
+            return self._query(text, where)
+        try:
+            return parse_term(text)
+        except QueryError as exc:
+            self.error(exc.message, offset_position(where, text, exc.offset))
             return None
-        return Term(text, keys)
 
-
-def _single(value: Any, pos: tuple[int, int]) -> YamlList:
-    out = YamlList([value] if value is not None else [])
-    out.line, out.column = pos
-    out.item_pos = [pos]
-    return out
+    def _query(self, text: str, where: tuple[int, int, str | None]) -> Condition | None:
+        try:
+            return parse_query(text)
+        except QueryError as exc:
+            self.error(exc.message, offset_position(where, text, exc.offset))
+            return None
 
 
 def check_references(

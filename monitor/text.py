@@ -1,23 +1,37 @@
-"""Text normalisation shared by matching and de-duplication.
+"""Text normalisation shared by matching and de-duplication. Pure.
 
-Matching works on *word keys*, not raw characters: the text is split into words
-(letters and digits; everything else separates words), each word is case- and
-accent-folded and its plural ending removed. A rule term goes through the same
-function, so "Troops" in an article and "troop" in a rule both become ``troop``, and
-whole-word matching falls out for free: "sanction" can never match inside
-"sanctimonious" because that is a different word.
+Matching works on *words*, never on raw characters. :func:`normalize` turns any text into
+``" w1 w2 w3 "``: case-folded, accents removed, possessive ``'s`` dropped, and every
+character that is not a letter or digit turned into a separator (hyphens and apostrophes
+included: "anti-tank" is two words). It uses only C-level string operations, so it costs
+little per article.
+
+A rule term is compared word by word through a *key* function: :func:`word_key` folds
+plural endings ("troops" -> "troop"), :func:`stem_key` also folds English inflections
+("sanctioned" -> "sanction"). :func:`surface_forms` inverts a key into every word that
+has it, which lets the matcher search for the words themselves with one automaton.
+Whole-word matching falls out for free: "sanction" can never match inside "sanctimonious".
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import string
 import unicodedata
 from dataclasses import dataclass
+from itertools import product
 
-# Letters and digits, with inner apostrophes kept so "Russia's" is one word (then trimmed).
-_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
-_POSSESSIVE = re.compile(r"['’]s$")
+from monitor.models import TermMode
+
+_POSSESSIVE = re.compile(r"['’]s\b")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+# Every ASCII character that is not a letter or digit separates words.
+_SEPARATORS = str.maketrans(
+    {c: " " for c in map(chr, range(128)) if c not in string.ascii_letters + string.digits}
+)
+#: Longest list of forms one phrase may expand to (each word's singular/plural forms).
+MAX_FORMS = 512
 
 # Words ending in "s" that are not plurals (or whose singular would collide with another
 # word). Checked after folding. Short words (<= 3 letters) are never changed.
@@ -34,10 +48,31 @@ _NOT_PLURAL = frozenset(
 )
 
 
+def _fold_run(m: re.Match[str]) -> str:
+    decomposed = unicodedata.normalize("NFKD", m.group())
+    return "".join(c if c.isalnum() else " " for c in decomposed if not unicodedata.combining(c))
+
+
 def fold(text: str) -> str:
-    """Lower-case and strip accents: 'Zélensky' -> 'zelensky'."""
+    """Case-fold and strip accents, keeping every other character: 'Zélensky' -> 'zelensky'."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def normalize(text: str) -> str:
+    """``" w1 w2 ... "``: the folded words of ``text`` between single spaces.
+
+    Possessive 's is dropped; every non-alphanumeric character separates words.
+    """
+    folded = _POSSESSIVE.sub("", text.casefold())
+    if not folded.isascii():
+        folded = _NON_ASCII.sub(_fold_run, folded)
+    return " " + " ".join(folded.translate(_SEPARATORS).split()) + " "
+
+
+def words(text: str) -> list[str]:
+    """The folded words of ``text``, as :func:`normalize` separates them."""
+    return normalize(text).split()
 
 
 def word_key(word: str) -> str:
@@ -46,7 +81,6 @@ def word_key(word: str) -> str:
     A light "S-stemmer" (Harman 1991, with fixes for -xes/-ches/-shes): it folds number,
     never tense, so "sanctions" -> "sanction" but "sanctioned" stays itself.
     """
-    word = _POSSESSIVE.sub("", word).replace("’", "'")
     if len(word) <= 3 or not word.endswith("s") or word in _NOT_PLURAL:
         return word
     if word.endswith("ies") and not word.endswith(("eies", "aies")) and len(word) > 4:
@@ -61,33 +95,141 @@ def word_key(word: str) -> str:
     return word[:-1]
 
 
+def stem_key(word: str) -> str:
+    """The key of a word under inflection folding: number and tense.
+
+    "sanctions", "sanctioned", "sanctioning" -> "sanction"; "moved", "moving", "moves" ->
+    "mov"; "planned" -> "plan"; "denied" -> "deny". Only endings are removed, never
+    derivations, so "wellness" stays "wellness" and never matches "well".
+    """
+    key = word_key(word)
+    for suffix in ("ing", "ed"):
+        if key.endswith(suffix) and len(key) - len(suffix) >= 3:
+            stem = key[: -len(suffix)]
+            if suffix == "ed" and stem.endswith("i"):
+                stem = stem[:-1] + "y"
+            elif len(stem) >= 4 and stem[-1] == stem[-2] and stem[-1] not in "lsz":
+                stem = stem[:-1]
+            return _strip_e(stem)
+    return _strip_e(key)
+
+
+def _strip_e(stem: str) -> str:
+    return stem[:-1] if len(stem) > 3 and stem.endswith("e") else stem
+
+
+def key_of(word: str, mode: TermMode) -> str:
+    """A word's key under ``mode`` ("prefix" compares like "word" but for the last word)."""
+    return stem_key(word) if mode == "stem" else word_key(word)
+
+
+def _plural_forms(key: str) -> set[str]:
+    """Every word whose :func:`word_key` is ``key``."""
+    candidates = {key, key + "s", key + "es"}
+    if key.endswith("y"):
+        candidates.add(key[:-1] + "ies")
+    return {c for c in candidates if word_key(c) == key}
+
+
+def _stem_forms(key: str) -> set[str]:
+    """Every word whose :func:`stem_key` is ``key``."""
+    bases = {key, key + "e"}
+    keys = set(bases)
+    for base in bases:
+        stems = {base, base + base[-1]}
+        if base.endswith("y"):
+            stems.add(base[:-1] + "i")
+        for stem in stems:
+            keys.update((stem + "ing", stem + "ed"))
+    forms = set().union(*(_plural_forms(k) | {k} for k in keys))
+    return {f for f in forms if stem_key(f) == key}
+
+
+def surface_forms(keys: tuple[str, ...], mode: TermMode) -> list[str]:
+    """The word sequences (``"w1 w2"``) that match a term's keys, for the automaton.
+
+    In "prefix" mode the last key is a bare prefix: the sequences end with it and the
+    matcher lets the last word continue.
+    """
+    per_word: list[set[str]] = []
+    for index, key in enumerate(keys):
+        if mode == "prefix" and index == len(keys) - 1:
+            per_word.append({key})
+        elif mode == "stem":
+            per_word.append(_stem_forms(key))
+        else:
+            per_word.append(_plural_forms(key))
+    total = 1
+    for forms in per_word:
+        total *= len(forms)
+    if total > MAX_FORMS:
+        raise ValueError(f"phrase expands to {total} word forms (limit {MAX_FORMS}); shorten it")
+    return sorted(" ".join(seq) for seq in product(*(sorted(f) for f in per_word)))
+
+
+def term_keys(term: str, mode: TermMode = "word") -> tuple[str, ...]:
+    """The keys a rule term must match word by word ('"anti-tank" x' -> anti, tank, x).
+
+    In "prefix" mode the last word is kept as written (folded), since it is a prefix.
+    """
+    found = words(term)
+    keys = [key_of(w, mode) for w in found]
+    if mode == "prefix" and found:
+        keys[-1] = found[-1]
+    return tuple(keys)
+
+
+def phrase_at(seq: list[str], index: int, keys: tuple[str, ...], mode: TermMode) -> bool:
+    """Whether the words ``seq[index:]`` start with the term ``keys`` (reference check)."""
+    if index + len(keys) > len(seq):
+        return False
+    for offset, key in enumerate(keys):
+        word = seq[index + offset]
+        if mode == "prefix" and offset == len(keys) - 1:
+            if not word.startswith(key):
+                return False
+        elif key_of(word, mode) != key:
+            return False
+    return True
+
+
 @dataclass(frozen=True)
 class Tokens:
-    """The words of a text: their keys and where each word sits in the original text."""
+    """The words of a text, folded, with where each sits in the original text."""
 
-    keys: tuple[str, ...]
+    words: tuple[str, ...]
     #: (start, end) character offsets of each word in the original text.
     spans: tuple[tuple[int, int], ...]
 
 
+_RAW_WORD = re.compile(r"[^\W_]+")
+
+
 def tokenize(text: str) -> Tokens:
-    """Split ``text`` into word keys, remembering each word's position."""
-    keys: list[str] = []
+    """Split ``text`` like :func:`normalize` does, remembering each word's position.
+
+    Used for snippets and highlighting, never on the matching hot path.
+    """
+    found: list[str] = []
     spans: list[tuple[int, int]] = []
-    for m in _WORD.finditer(text):
-        keys.append(word_key(fold(m.group())))
-        spans.append((m.start(), m.end()))
-    return Tokens(tuple(keys), tuple(spans))
-
-
-def term_keys(term: str) -> tuple[str, ...]:
-    """The word keys a rule term must match consecutively ('"anti-tank" x' -> anti, tank, x)."""
-    return tuple(word_key(fold(m.group())) for m in _WORD.finditer(term))
+    for m in _RAW_WORD.finditer(text):
+        start = m.start()
+        if (
+            start > 0
+            and text[start - 1] in "'’"
+            and m.group() in ("s", "S")
+            and (m.end() == len(text) or not text[m.end()].isalnum())
+        ):
+            continue  # possessive 's
+        for word in words(m.group()):
+            found.append(word)
+            spans.append((start, m.end()))
+    return Tokens(tuple(found), tuple(spans))
 
 
 def content_hash(*parts: str) -> str:
     """A short stable hash of normalised text: equal for copies that differ in case/spacing."""
-    normal = " ".join(" ".join(tokenize(p).keys) for p in parts)
+    normal = " ".join(" ".join(word_key(w) for w in words(p)) for p in parts)
     return hashlib.sha256(normal.encode()).hexdigest()[:32]
 
 

@@ -31,9 +31,24 @@ class YamlMap(dict[str, Any]):
     line: int = 0
     column: int = 0
     key_pos: dict[str, tuple[int, int]]
+    #: (line, column, style) of each value; style is None for plain scalars, '"' or "'"
+    #: for quoted ones, '|' or '>' for block scalars, '[' or '{' for collections.
+    value_pos: dict[str, tuple[int, int, str | None]]
+
+    @classmethod
+    def at(cls, pos: tuple[int, int], items: dict[str, Any] | None = None) -> YamlMap:
+        """A map built in code (a default), located at ``pos`` for error messages."""
+        out = cls(items or {})
+        out.line, out.column = pos
+        out.key_pos, out.value_pos = {}, {}
+        return out
 
     def pos(self, key: str) -> tuple[int, int]:
         return self.key_pos.get(key, (self.line, self.column))
+
+    def where(self, key: str) -> tuple[int, int, str | None]:
+        line, col = self.pos(key)
+        return self.value_pos.get(key, (line, col, None))
 
 
 class YamlList(list[Any]):
@@ -42,15 +57,49 @@ class YamlList(list[Any]):
     line: int = 0
     column: int = 0
     item_pos: list[tuple[int, int]]
+    item_style: list[str | None]
+
+    @classmethod
+    def at(cls, pos: tuple[int, int], items: list[Any] | None = None) -> YamlList:
+        """A list built in code (one value written where a list was expected, say)."""
+        out = cls(items or [])
+        out.line, out.column = pos
+        out.item_pos = [pos] * len(out)
+        out.item_style = [None] * len(out)
+        return out
 
     def pos(self, index: int) -> tuple[int, int]:
         if 0 <= index < len(self.item_pos):
             return self.item_pos[index]
         return (self.line, self.column)
 
+    def where(self, index: int) -> tuple[int, int, str | None]:
+        line, col = self.pos(index)
+        style = self.item_style[index] if 0 <= index < len(self.item_style) else None
+        return (line, col, style)
+
 
 def _pos(node: yaml.Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _style(node: yaml.Node) -> str | None:
+    if isinstance(node, yaml.ScalarNode):
+        return node.style
+    return "{" if isinstance(node, yaml.MappingNode) else "["
+
+
+def offset_position(where: tuple[int, int, str | None], text: str, offset: int) -> tuple[int, int]:
+    """File (line, column) of character ``offset`` inside a scalar that starts at ``where``.
+
+    Exact for plain and single-line quoted scalars; for block scalars (| and >) the line is
+    exact and the column counts from the start of the text on that line.
+    """
+    line, col, style = where
+    if style in ("|", ">"):
+        before = text[:offset]
+        return line + 1 + before.count("\n"), offset - (before.rfind("\n") + 1) + 1
+    return line, col + offset + (1 if style in ('"', "'") else 0)
 
 
 class _Loader(yaml.SafeLoader):
@@ -96,6 +145,7 @@ class _Loader(yaml.SafeLoader):
         data = YamlMap()
         data.line, data.column = _pos(node)
         data.key_pos = {}
+        data.value_pos = {}
         yield data
         self.flatten_mapping(node)
         for key_node, value_node in node.value:
@@ -112,12 +162,14 @@ class _Loader(yaml.SafeLoader):
                     col,
                 )
             data.key_pos[key] = _pos(key_node)
+            data.value_pos[key] = (*_pos(value_node), _style(value_node))
             data[key] = self.construct_object(value_node, deep=True)
 
     def construct_yaml_seq(self, node: yaml.SequenceNode) -> Any:
         data = YamlList()
         data.line, data.column = _pos(node)
         data.item_pos = [_pos(child) for child in node.value]
+        data.item_style = [_style(child) for child in node.value]
         yield data
         data.extend(self.construct_object(child, deep=True) for child in node.value)
 

@@ -159,3 +159,45 @@ def test_shipped_rules_are_valid() -> None:
         "diplomacy-talks",
         "invasion-warnings",
     } <= names
+
+
+def test_query_errors_point_at_the_character(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "q.yaml",
+        "rules:\n"
+        "  - name: near\n"
+        "    match: troops NEAR/5\n"  # NEAR at column 19
+        "  - name: parens\n"
+        '    match: "(troops OR tanks"\n'  # ( at column 13 (inside the quotes)
+        "  - name: field\n"
+        "    any: [colour:red]\n"  # unknown field at column 11
+        "  - name: redos\n"
+        "    any: ['/(a+)\\1/']\n"  # backreference refused
+        "  - name: bare-near\n"
+        "    match: NEAR/5 border\n",
+    )
+    text = "\n".join(messages(tmp_path))
+    assert "q.yaml:3:19: NEAR needs a term on both sides" in text and "(rule 'near')" in text
+    assert "q.yaml:5:13: unbalanced '(': add the closing ')' (rule 'parens')" in text
+    assert "q.yaml:7:11: unknown field 'colour'" in text
+    assert "q.yaml:9:" in text and "regular expression refused" in text
+    assert "backreferences" in text
+    assert "q.yaml:11:12: expected a term, found 'NEAR' (rule 'bare-near')" in text
+
+
+def test_match_and_groups_combine(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "a.yaml",
+        "rules:\n"
+        "  - name: t\n"
+        "    match: troops NEAR/5 border\n"
+        "    none: ['title:opinion']\n"
+        "    min_terms: 1\n"
+        "    any: [sanction~, 'title:/^breaking/i', 'tank*']\n",
+    )
+    ruleset = load_rules(tmp_path)
+    assert ruleset.errors == ()
+    [rule] = ruleset.rules
+    assert rule.min_terms == 1

@@ -1,4 +1,15 @@
-from monitor.text import content_hash, fold, mask_url, snippet, term_keys, tokenize, word_key
+from monitor.text import (
+    content_hash,
+    fold,
+    mask_url,
+    normalize,
+    snippet,
+    stem_key,
+    surface_forms,
+    term_keys,
+    tokenize,
+    word_key,
+)
 
 
 def key(word: str) -> str:
@@ -31,21 +42,36 @@ def test_tense_and_lookalikes_are_not_folded() -> None:
 
 def test_case_accents_and_possessives() -> None:
     assert key("ZÉLENSKY") == "zelensky"
-    assert key("Russia's") == "russia"
-    assert key("Russia’s") == "russia"
+    assert normalize("Russia's Zélensky’s “anti-tank” don't") == " russia zelensky anti tank don t "
+    assert normalize("Київ, ﬁnal") == " киів final "
+
+
+def test_stem_key_folds_inflections_not_derivations() -> None:
+    for form in ("sanction", "sanctions", "sanctioned", "sanctioning"):
+        assert stem_key(form) == "sanction"
+    for form in ("move", "moves", "moved", "moving"):
+        assert stem_key(form) == "mov"
+    assert stem_key("planned") == stem_key("plans") == "plan"
+    assert stem_key("denied") == stem_key("denies") == "deny"
+    assert stem_key("wellness") != stem_key("well")
+
+
+def test_surface_forms_invert_the_key_functions() -> None:
+    assert surface_forms(("troop",), "word") == ["troop", "troops"]
+    assert "countries" in surface_forms(("country",), "word")
+    assert surface_forms(("new",), "word") == ["new"]  # "news" is not new's plural
+    stems = surface_forms(("sanction",), "stem")
+    assert {"sanction", "sanctions", "sanctioned", "sanctioning"} <= set(stems)
+    assert all(stem_key(f) == "sanction" for f in stems)
+    assert "wellness" not in surface_forms(("well",), "stem")
+    assert surface_forms(("anti", "tank"), "prefix") == ["anti tank"]  # tank* covers tanks
 
 
 def test_tokenize_keeps_spans_of_the_original_words() -> None:
     text = "Anti-tank missiles, Kremlin’s view"
     tokens = tokenize(text)
-    assert tokens.keys == ("anti", "tank", "missile", "kremlin", "view")
-    assert [text[s:e] for s, e in tokens.spans] == [
-        "Anti",
-        "tank",
-        "missiles",
-        "Kremlin’s",
-        "view",
-    ]
+    assert tokens.words == ("anti", "tank", "missiles", "kremlin", "view")
+    assert [text[s:e] for s, e in tokens.spans] == ["Anti", "tank", "missiles", "Kremlin", "view"]
 
 
 def test_term_keys_strip_quotes_and_punctuation() -> None:
