@@ -26,8 +26,10 @@ TOP_KEYS = (
     "default_channels",
     "fetch",
     "delivery",
+    "reload_interval",
 )
-FEED_KEYS = ("name", "url", "interval", "enabled")
+FEED_KEYS = ("name", "url", "interval", "enabled", "tags")
+CHANNEL_KEYS = ("url", "tags")
 FETCH_KEYS = ("timeout", "jitter", "user_agent")
 DELIVERY_KEYS = ("interval", "retry_min", "retry_max")
 _FEED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
@@ -58,6 +60,8 @@ class Settings:
     #: First retry delay of a failed delivery; doubles per attempt up to retry_max.
     retry_min: float = 30.0
     retry_max: float = 3600.0
+    #: How often the daemon looks for changed rule files (SIGHUP reloads at once).
+    reload_interval: float = 5.0
 
     def channel(self, name: str) -> ChannelConfig | None:
         return next((c for c in self.channels if c.name == name), None)
@@ -169,9 +173,19 @@ class _Reader:
             if not isinstance(enabled, bool):
                 self.error("`enabled` must be true or false", item.pos("enabled"))
                 enabled = True
+            tags = self.names(item, "tags")
             if name and url:
-                feeds.append(FeedConfig(name, url, interval, enabled))
+                feeds.append(FeedConfig(name, url, interval, enabled, tags))
         return feeds
+
+    def names(self, data: YamlMap, key: str) -> tuple[str, ...]:
+        value = data.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            self.error(f"`{key}` must be a list of names", data.pos(key))
+            return ()
+        return tuple(value)
 
 
 def _empty_map(pos: tuple[int, int]) -> YamlMap:
@@ -229,15 +243,27 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
     channels: list[ChannelConfig] = []
     chans = reader.mapping(data, "channels")
     for name in chans:
-        url = reader.string(chans, name)
+        # A channel is an apprise URL, or a mapping {url: ..., tags: [...]}.
+        spec = chans[name]
+        where: YamlMap = chans
+        tags: tuple[str, ...] = ()
+        key = name
+        if isinstance(spec, YamlMap):
+            reader.unknown(spec, CHANNEL_KEYS, f"channel {name!r}")
+            tags = reader.names(spec, "tags")
+            where, key = spec, "url"
+            if "url" not in spec:
+                reader.error(f"channel {name!r} has no `url`", chans.pos(name))
+                continue
+        url = reader.string(where, key)
         if url is not None:
             if "://" not in url:
                 reader.error(
                     f"channel {name!r} must be an apprise URL such as mailto://... or "
                     "json://host/path (see https://github.com/caronc/apprise/wiki)",
-                    chans.pos(name),
+                    where.pos(key),
                 )
-            channels.append(ChannelConfig(name, url))
+            channels.append(ChannelConfig(name, url, tags))
     names = {c.name for c in channels}
 
     defaults = data.get("default_channels", [])
@@ -272,6 +298,7 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
         delivery_interval=reader.duration(delivery, "interval", 5.0, 0.05),
         retry_min=reader.duration(delivery, "retry_min", 30.0, 0.0),
         retry_max=reader.duration(delivery, "retry_max", 3600.0, 0.0),
+        reload_interval=reader.duration(data, "reload_interval", 5.0, 0.1),
     )
     if reader.errors:
         raise ConfigErrors(reader.errors)

@@ -20,6 +20,7 @@ import logging
 import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -32,7 +33,7 @@ from monitor.fetch import make_client
 from monitor.match import Matcher
 from monitor.models import FeedConfig
 from monitor.pipeline import poll_feed
-from monitor.ruleset import check_references, load_rules
+from monitor.ruleset import load_rules, resolve_references, rule_files
 from monitor.store import Store
 
 log = logging.getLogger(__name__)
@@ -43,18 +44,47 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def load_matcher(settings: Settings) -> tuple[Matcher, list[ConfigError]]:
+    """The rules of ``settings.rules_dir`` compiled, or the errors that prevent it."""
+    ruleset = load_rules(settings.rules_dir)
+    rules, errors = resolve_references(
+        ruleset.rules,
+        {f.name: f.tags for f in settings.feeds},
+        {c.name: c.tags for c in settings.channels},
+    )
+    errors = list(ruleset.errors) + errors
+    if errors:
+        return Matcher(()), errors
+    try:
+        return Matcher(rules), []
+    except ValueError as exc:  # a phrase with too many word forms
+        return Matcher(()), [ConfigError(str(exc), str(settings.rules_dir))]
+
+
 def validate(settings: Settings) -> tuple[Matcher, dict[str, Channel]]:
     """Load rules and build channels; raise ConfigErrors listing every problem."""
-    ruleset = load_rules(settings.rules_dir)
-    errors = list(ruleset.errors)
-    errors += check_references(
-        ruleset.rules, (f.name for f in settings.feeds), (c.name for c in settings.channels)
-    )
+    matcher, errors = load_matcher(settings)
     channels, channel_errors = build_channels(settings.channels)
     errors += [ConfigError(message, str(settings.path)) for message in channel_errors]
     if errors:
         raise ConfigErrors(errors)
-    return Matcher(ruleset.rules), channels
+    return matcher, channels
+
+
+def rules_signature(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    """What changes when a rule file is edited, added or removed."""
+    try:
+        files = rule_files(directory)
+    except OSError:
+        return ()
+    out = []
+    for path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        out.append((path.name, st.st_mtime_ns, st.st_size))
+    return tuple(out)
 
 
 class Daemon:
@@ -68,22 +98,61 @@ class Daemon:
         self.settings = settings
         self.now = now
         self.transport = transport
+        self._signature = rules_signature(settings.rules_dir)
         self.matcher, self.channels = validate(settings)
         self._stop = asyncio.Event()
-        self._wake = asyncio.Event()
+        #: One event per delivery loop: set to make it look for new deliveries now.
+        self._wakes: set[asyncio.Event] = set()
         self._polls: set[asyncio.Task[object]] = set()
+        self._store: Store | None = None
 
     def request_stop(self, reason: str = "signal") -> None:
         if not self._stop.is_set():
             log.info("stopping reason=%s", reason)
             self._stop.set()
-            self._wake.set()
+            self._wake_delivery()
+
+    def reload_rules(self, reason: str = "change") -> bool:
+        """Load the rules again; keep the running ones if the new ones have errors."""
+        self._signature = rules_signature(self.settings.rules_dir)
+        matcher, errors = load_matcher(self.settings)
+        if errors:
+            for error in errors:
+                log.error("rules_rejected %s", error)
+            log.error(
+                "rules_reload_failed reason=%s errors=%d keeping=%d rules (fix the files; "
+                "`news-monitor check` lists the errors)",
+                reason,
+                len(errors),
+                len(self.matcher),
+            )
+            return False
+        old = {r.name: r.version for r in self.matcher.rules}
+        new = {r.name: r.version for r in matcher.rules}
+        self.matcher = matcher
+        if self._store is not None:
+            self._store.record_rules(matcher.rules, self.now())
+        log.info(
+            "rules_reloaded reason=%s rules=%d added=%s removed=%s changed=%s",
+            reason,
+            len(new),
+            ",".join(sorted(new.keys() - old.keys())) or "-",
+            ",".join(sorted(old.keys() - new.keys())) or "-",
+            ",".join(sorted(n for n in new.keys() & old.keys() if new[n] != old[n])) or "-",
+        )
+        return True
+
+    def _check_rules(self) -> None:
+        if rules_signature(self.settings.rules_dir) != self._signature:
+            self.reload_rules("files-changed")
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
-        store = Store(self.settings.database)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_rules, "SIGHUP")
+        store = self._store = Store(self.settings.database)
+        store.record_rules(self.matcher.rules, self.now())
         client = make_client(self.settings.user_agent, self.transport)
         scheduler = AsyncIOScheduler(timezone=UTC)
         feeds = [f for f in self.settings.feeds if f.enabled]
@@ -99,6 +168,13 @@ class Daemon:
                 next_run_time=datetime.now(UTC),  # first poll right away
                 misfire_grace_time=None,
             )
+        scheduler.add_job(
+            self._check_rules,
+            IntervalTrigger(seconds=self.settings.reload_interval),
+            id="rules:reload",
+            max_instances=1,
+            coalesce=True,
+        )
         log.info(
             "started feeds=%d rules=%d channels=%d database=%s",
             len(feeds),
@@ -107,18 +183,25 @@ class Daemon:
             self.settings.database,
         )
         scheduler.start()
-        delivery = asyncio.create_task(self._delivery_loop(store))
+        # One delivery loop per channel, so a slow or dead channel (SMTP throttling, a
+        # timeout) never holds up the others; one more for rows of unknown channels.
+        delivery = [
+            asyncio.create_task(self._delivery_loop(store, {name: channel}, name))
+            for name, channel in self.channels.items()
+        ]
+        delivery.append(asyncio.create_task(self._delivery_loop(store, {}, None)))
         try:
             await self._stop.wait()
         finally:
             scheduler.shutdown(wait=False)
             await self._finish_polls()
-            delivery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await delivery
+            for task in delivery:
+                task.cancel()
+            await asyncio.gather(*delivery, return_exceptions=True)
             await client.aclose()
             store.close()
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            self._store = None
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         log.info("stopped")
         return 0
@@ -140,7 +223,7 @@ class Daemon:
                 timeout=self.settings.fetch_timeout,
             )
             if result.hits:
-                self._wake.set()
+                self._wake_delivery()
         except Exception:  # one feed's bug must never stop the others
             log.exception("poll_crashed feed=%s", feed.name)
         finally:
@@ -156,18 +239,34 @@ class Daemon:
         if pending:
             await asyncio.wait(pending)
 
-    async def _delivery_loop(self, store: Store) -> None:
-        while not self._stop.is_set():
-            self._wake.clear()
-            try:
-                await deliver_due(
-                    store,
-                    self.channels,
-                    self.now,
-                    retry_min=self.settings.retry_min,
-                    retry_max=self.settings.retry_max,
-                )
-            except Exception:
-                log.exception("delivery_loop_error")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.delivery_interval)
+    async def _delivery_loop(
+        self, store: Store, channels: dict[str, Channel], only: str | None
+    ) -> None:
+        """Send due deliveries of one channel (``only``), or of channels no longer configured
+        (``only`` None), until stopped. Woken early when a poll stores new hits."""
+        configured = tuple(self.channels)
+        wake = asyncio.Event()
+        self._wakes.add(wake)
+        try:
+            while not self._stop.is_set():
+                wake.clear()  # before sending: hits stored meanwhile set it again
+                try:
+                    await deliver_due(
+                        store,
+                        channels,
+                        self.now,
+                        retry_min=self.settings.retry_min,
+                        retry_max=self.settings.retry_max,
+                        only=(only,) if only is not None else None,
+                        exclude=() if only is not None else configured,
+                    )
+                except Exception:
+                    log.exception("delivery_loop_error channel=%s", only)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.settings.delivery_interval)
+        finally:
+            self._wakes.discard(wake)
+
+    def _wake_delivery(self) -> None:
+        for wake in self._wakes:
+            wake.set()

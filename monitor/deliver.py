@@ -12,7 +12,7 @@ import asyncio
 import logging
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -89,7 +89,14 @@ def build_channels(configs: tuple[ChannelConfig, ...]) -> tuple[dict[str, Channe
 class Outbox(Protocol):
     """What the delivery loop needs from storage."""
 
-    def due_deliveries(self, now: datetime, limit: int = ...) -> list[PendingDelivery]: ...
+    def due_deliveries(
+        self,
+        now: datetime,
+        limit: int = ...,
+        *,
+        channels: Collection[str] | None = ...,
+        exclude: Collection[str] = ...,
+    ) -> list[PendingDelivery]: ...
     def mark_sent(self, delivery_id: int, now: datetime) -> None: ...
     def mark_failed(self, delivery_id: int, error: str, retry_at: datetime) -> None: ...
 
@@ -106,9 +113,12 @@ async def deliver_due(
     *,
     retry_min: float = 30.0,
     retry_max: float = 3600.0,
+    only: Collection[str] | None = None,
+    exclude: Collection[str] = (),
 ) -> tuple[int, int]:
-    """Send every due delivery once. Returns (sent, failed)."""
-    due = outbox.due_deliveries(now())
+    """Send every due delivery once (of the channels ``only``, if given, and never of
+    ``exclude``). Returns (sent, failed)."""
+    due = outbox.due_deliveries(now(), channels=only, exclude=exclude)
     by_channel: dict[str, list[PendingDelivery]] = {}
     for delivery in due:
         by_channel.setdefault(delivery.channel, []).append(delivery)

@@ -26,7 +26,7 @@ TYPES = {
 class FeedServer:
     """Serve the files of ``root`` on 127.0.0.1 in a background thread."""
 
-    def __init__(self, root: Path, port: int = 0) -> None:
+    def __init__(self, root: Path, port: int = 0, poll_interval: float = 0.5) -> None:
         self.root = root.resolve()
         self.requests: Counter[str] = Counter()
         self.not_modified: Counter[str] = Counter()
@@ -75,7 +75,10 @@ class FeedServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.port = int(self.httpd.server_address[1])
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # serve_forever() notices shutdown() only every poll_interval seconds.
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True
+        )
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/{name}"

@@ -22,6 +22,8 @@ class FeedConfig:
     interval: float
     #: Disabled feeds are validated but never polled.
     enabled: bool = True
+    #: Labels a rule can scope by (``feeds: [wires]``) instead of listing names.
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class ChannelConfig:
     #: The apprise URL with secrets already substituted from the environment.
     #: Never log it: use :func:`monitor.deliver.privacy_url`.
     url: str
+    #: Labels a rule can route by (``channels: [desk]``) instead of listing names.
+    tags: tuple[str, ...] = ()
 
 
 # --- rule conditions: a small boolean tree over terms -------------------------------------
@@ -126,6 +130,8 @@ class Rule:
     line: int = 0
     #: Hash of the rule's definition: stored with each hit it produces.
     version: str = ""
+    #: The definition as canonical JSON, so a version can be stored and rebuilt later.
+    source: str = ""
 
 
 # --- articles, hits, deliveries --------------------------------------------------------------

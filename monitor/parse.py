@@ -119,6 +119,11 @@ def parse_feed(feed: str, url: str, content: bytes, headers: Mapping[str, str]) 
         if body == summary:
             body = ""
         author = _clean(entry.get("author"))
+        categories = tuple(
+            dict.fromkeys(
+                c for tag in entry.get("tags") or [] if (c := _clean(tag.get("term"))[:200])
+            )
+        )[:50]
         digest = content_hash(title, summary, body)
         guid = str(entry.get("id") or "")
         uid = _uid(guid) or _uid(link) or "hash:" + digest
@@ -131,6 +136,7 @@ def parse_feed(feed: str, url: str, content: bytes, headers: Mapping[str, str]) 
                 summary=summary,
                 content=body,
                 author=author,
+                categories=categories,
                 published=_date(entry),
                 content_hash=digest,
             )

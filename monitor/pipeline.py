@@ -39,7 +39,7 @@ async def poll_feed(
     """Poll ``feed`` once. Never raises for feed problems: they are recorded and returned."""
     state = store.feed_state(feed.name)
     # Validators belong to a URL: if the config now points elsewhere, start afresh.
-    same_url = state["url"] == feed.url
+    same_url = state["url"] == mask_url(feed.url)  # the store keeps URLs masked
     try:
         result = await fetch(
             client,

@@ -27,15 +27,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from monitor.errors import ConfigError
 from monitor.models import SEVERITIES, AllOf, AnyOf, Condition, Not, Rule, Severity
 from monitor.query import QueryError, parse_query, parse_term
-from monitor.yamlfile import YamlList, YamlMap, load_yaml, offset_position
+from monitor.yamlfile import YamlList, YamlMap, load_yaml, located, offset_position
 
 RULE_KEYS = (
     "name",
@@ -227,9 +227,8 @@ class _RuleBuilder:
         assert self.rule is not None
         condition: Condition = parts[0] if len(parts) == 1 else AllOf(tuple(parts))
         definition = {k: item[k] for k in RULE_KEYS if k in item}
-        version = hashlib.sha256(
-            json.dumps(definition, sort_keys=True, ensure_ascii=False).encode()
-        ).hexdigest()[:12]
+        source = json.dumps(definition, sort_keys=True, ensure_ascii=False)
+        version = hashlib.sha256(source.encode()).hexdigest()[:12]
         sev: Severity = severity  # type: ignore[assignment]
         return Rule(
             name=self.rule,
@@ -243,6 +242,7 @@ class _RuleBuilder:
             path=self.path,
             line=self.line,
             version=version,
+            source=source,
         )
 
     def _string(self, item: YamlMap, key: str, default: str) -> str:
@@ -305,32 +305,56 @@ class _RuleBuilder:
             return None
 
 
-def check_references(
-    rules: Iterable[Rule], feeds: Iterable[str], channels: Iterable[str]
-) -> list[ConfigError]:
-    """Errors for rules that name feeds or channels the config does not define."""
-    feed_names, channel_names = set(feeds), set(channels)
-    errors = []
-    for rule in rules:
-        for feed in rule.feeds:
-            if feed not in feed_names:
-                errors.append(
-                    ConfigError(
-                        f"unknown feed {feed!r}; defined feeds: {', '.join(sorted(feed_names))}",
-                        rule.path,
-                        rule.line,
-                        rule=rule.name,
-                    )
+def rule_from_source(source: str, label: str) -> Rule | list[ConfigError]:
+    """Rebuild a rule from :attr:`Rule.source` (as stored with its version)."""
+    try:
+        definition = json.loads(source)
+    except ValueError as exc:
+        return [ConfigError(f"stored rule definition is not JSON: {exc}", label)]
+    return _RuleBuilder(label, 1, 1).build(located(definition))
+
+
+def resolve_references(
+    rules: Iterable[Rule],
+    feeds: Mapping[str, tuple[str, ...]],
+    channels: Mapping[str, tuple[str, ...]],
+) -> tuple[list[Rule], list[ConfigError]]:
+    """Expand the feed and channel names *or tags* that rules give into names.
+
+    ``feeds`` and ``channels`` map each configured name to its tags. A name wins over a
+    tag of the same spelling. Unknown entries are errors naming the rule.
+    """
+    errors: list[ConfigError] = []
+
+    def expand(
+        rule: Rule, entries: tuple[str, ...], known: Mapping[str, tuple[str, ...]], kind: str
+    ) -> tuple[str, ...]:
+        out: list[str] = []
+        for entry in entries:
+            if entry in known:
+                out.append(entry)
+                continue
+            tagged = [name for name, tags in known.items() if entry in tags]
+            if tagged:
+                out.extend(tagged)
+                continue
+            listed = ", ".join(sorted(known)) or "(none)"
+            errors.append(
+                ConfigError(
+                    f"unknown {kind} or {kind} tag {entry!r}; defined {kind}s: {listed}",
+                    rule.path,
+                    rule.line,
+                    rule=rule.name,
                 )
-        for channel in rule.channels:
-            if channel not in channel_names:
-                errors.append(
-                    ConfigError(
-                        f"unknown channel {channel!r}; defined channels: "
-                        f"{', '.join(sorted(channel_names)) or '(none)'}",
-                        rule.path,
-                        rule.line,
-                        rule=rule.name,
-                    )
-                )
-    return errors
+            )
+        return tuple(dict.fromkeys(out))
+
+    resolved = [
+        replace(
+            rule,
+            feeds=expand(rule, rule.feeds, feeds, "feed"),
+            channels=expand(rule, rule.channels, channels, "channel"),
+        )
+        for rule in rules
+    ]
+    return resolved, errors

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from monitor.errors import StorageError
-from monitor.models import Article, Hit, PendingDelivery
+from monitor.models import Article, Hit, PendingDelivery, Rule
+from monitor.text import mask_url
 
 migrations = Migrations("news-monitor")
 
@@ -82,6 +83,26 @@ def _initial(db: sqlite_utils.Database) -> None:
             UNIQUE (hit_id, channel)
         )""")
     db.execute("CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)")
+
+
+@migrations(name="0002_article_categories")
+def _categories(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE articles ADD COLUMN categories TEXT NOT NULL DEFAULT '[]'")
+
+
+@migrations(name="0003_rule_versions")
+def _rule_versions(db: sqlite_utils.Database) -> None:
+    # Every version of every rule the daemon has run, so `test-rule` can compare an edit
+    # with what is live, and a hit's rule_version can be looked up.
+    db.execute("""
+        CREATE TABLE rule_versions (
+            rule TEXT NOT NULL,
+            version TEXT NOT NULL,
+            source TEXT NOT NULL,
+            first_active TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (rule, version)
+        )""")
 
 
 def stamp(moment: datetime) -> str:
@@ -158,7 +179,8 @@ class Store:
                 ON CONFLICT (name) DO UPDATE SET url = excluded.url,
                     last_fetch = excluded.last_fetch, last_outcome = excluded.last_outcome
                 """,
-                [name, url, stamp(now), outcome],
+                # Credentials in feed URLs never reach the database file.
+                [name, mask_url(url), stamp(now), outcome],
             )
             if ok:
                 self.db.execute(
@@ -212,8 +234,8 @@ class Store:
                 for article, hits in matched:
                     cursor = self.db.execute(
                         """INSERT INTO articles (feed, uid, title, link, summary, content,
-                               author, published, content_hash, seen_at)
-                           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                               author, categories, published, content_hash, seen_at)
+                           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                            ON CONFLICT (feed, uid) DO NOTHING""",
                         [
                             article.feed,
@@ -223,6 +245,7 @@ class Store:
                             article.summary,
                             article.content,
                             article.author,
+                            json.dumps(list(article.categories), ensure_ascii=False),
                             stamp(article.published) if article.published else None,
                             article.content_hash,
                             seen,
@@ -262,6 +285,59 @@ class Store:
             raise StorageError(f"{self.path}: cannot store articles: {exc}") from exc
         return delivery_ids
 
+    def record_rules(self, rules: Iterable[Rule], now: datetime) -> None:
+        """Remember the ruleset the daemon now runs: exactly these versions are active."""
+        with self.db.conn:
+            self.db.execute("UPDATE rule_versions SET active = 0 WHERE active = 1")
+            for rule in rules:
+                self.db.execute(
+                    """INSERT INTO rule_versions (rule, version, source, first_active, active)
+                       VALUES (?, ?, ?, ?, 1)
+                       ON CONFLICT (rule, version) DO UPDATE SET active = 1""",
+                    [rule.name, rule.version, rule.source, stamp(now)],
+                )
+
+    def active_rule_sources(self) -> dict[str, tuple[str, str]]:
+        """Rule name -> (version, source) of the versions the daemon last ran."""
+        return {
+            row[0]: (row[1], row[2])
+            for row in self.db.execute(
+                "SELECT rule, version, source FROM rule_versions WHERE active = 1"
+            )
+        }
+
+    def articles_since(self, since: datetime | None) -> Iterator[tuple[int, Article]]:
+        """Stored articles seen since ``since`` (all if None), oldest first."""
+        rows = self.db.execute(
+            """SELECT id, feed, uid, title, link, summary, content, author, categories,
+                      published, content_hash
+               FROM articles WHERE seen_at >= ? ORDER BY seen_at, id""",
+            [stamp(since) if since else ""],
+        )
+        for r in rows:
+            published = (
+                datetime.strptime(r[9], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if r[9] else None
+            )
+            yield (
+                r[0],
+                Article(
+                    feed=r[1],
+                    uid=r[2],
+                    title=r[3],
+                    link=r[4],
+                    summary=r[5],
+                    content=r[6],
+                    author=r[7],
+                    categories=tuple(json.loads(r[8])),
+                    published=published,
+                    content_hash=r[10],
+                ),
+            )
+
+    def article_seen(self, article_id: int) -> str:
+        row = self.db.execute("SELECT seen_at FROM articles WHERE id = ?", [article_id]).fetchone()
+        return str(row[0]) if row else ""
+
     def hits(self, *, limit: int = 20, rule: str | None = None) -> list[dict[str, Any]]:
         """Most recent hits first, with their article, feed and delivery states."""
         where, args = ("WHERE h.rule = ?", [rule]) if rule else ("", [])
@@ -295,16 +371,31 @@ class Store:
 
     # --- outbox -----------------------------------------------------------------------------
 
-    def due_deliveries(self, now: datetime, limit: int = 100) -> list[PendingDelivery]:
-        """Pending deliveries whose next attempt is due, oldest first."""
+    def due_deliveries(
+        self,
+        now: datetime,
+        limit: int = 100,
+        *,
+        channels: Collection[str] | None = None,
+        exclude: Collection[str] = (),
+    ) -> list[PendingDelivery]:
+        """Pending deliveries whose next attempt is due, oldest first; only for
+        ``channels`` if given, never for ``exclude``."""
+        where, args = "", []
+        if channels is not None:
+            where += f" AND d.channel IN ({','.join('?' * len(channels))})"
+            args += list(channels)
+        if exclude:
+            where += f" AND d.channel NOT IN ({','.join('?' * len(exclude))})"
+            args += list(exclude)
         rows = self.db.execute(
-            """SELECT d.id, d.channel, d.attempts, h.rule, h.severity, h.terms, h.snippet,
+            f"""SELECT d.id, d.channel, d.attempts, h.rule, h.severity, h.terms, h.snippet,
                       a.feed, a.title, a.link, a.published, a.seen_at
                FROM deliveries d JOIN hits h ON h.id = d.hit_id
                JOIN articles a ON a.id = h.article_id
-               WHERE d.status = 'pending' AND d.next_attempt_at <= ?
+               WHERE d.status = 'pending' AND d.next_attempt_at <= ?{where}
                ORDER BY d.id LIMIT ?""",
-            [stamp(now), limit],
+            [stamp(now), *args, limit],
         ).fetchall()
         return [
             PendingDelivery(

@@ -219,3 +219,12 @@ def load_yaml(path: Path) -> Any:
         raise ConfigError(f"invalid YAML: {exc}", name) from exc
     finally:
         loader.dispose()
+
+
+def located(value: Any, pos: tuple[int, int] = (1, 1)) -> Any:
+    """Plain dicts and lists (from JSON, say) as YamlMap / YamlList, all located at ``pos``."""
+    if isinstance(value, dict):
+        return YamlMap.at(pos, {str(k): located(v, pos) for k, v in value.items()})
+    if isinstance(value, list):
+        return YamlList.at(pos, [located(v, pos) for v in value])
+    return value

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from monitor.models import AnyOf, Term
-from monitor.ruleset import check_references, load_rule_file, load_rules
+from monitor.ruleset import load_rule_file, load_rules, resolve_references
 
 
 def write(dir: Path, name: str, text: str | bytes) -> Path:
@@ -135,16 +135,24 @@ def test_empty_file_holds_no_rules_and_empty_dir_is_an_error(tmp_path: Path) -> 
     assert "no rules found" in error
 
 
-def test_references_to_unknown_feeds_and_channels(tmp_path: Path) -> None:
+def test_references_by_name_or_tag(tmp_path: Path) -> None:
     write(
         tmp_path,
         "a.yaml",
-        "rules:\n  - name: t\n    any: [x]\n    feeds: [tass]\n    channels: [pager]\n",
+        "rules:\n  - name: t\n    any: [x]\n    feeds: [tass, wires]\n"
+        "    channels: [pager, desk]\n",
     )
     ruleset = load_rules(tmp_path)
-    errors = [str(e) for e in check_references(ruleset.rules, ["reuters"], ["mail"])]
-    assert any("unknown feed 'tass'; defined feeds: reuters" in e for e in errors)
-    assert any("unknown channel 'pager'; defined channels: mail" in e for e in errors)
+    feeds = {"reuters": ("wires",), "afp": ("wires",), "rt": ()}
+    channels = {"mail": ("desk",), "chat": ("desk",)}
+    [rule], errors = resolve_references(ruleset.rules, feeds, channels)
+    messages = [str(e) for e in errors]
+    assert any(
+        "unknown feed or feed tag 'tass'; defined feeds: afp, reuters, rt" in m for m in messages
+    )
+    assert any("unknown channel or channel tag 'pager'" in m for m in messages)
+    assert rule.feeds == ("reuters", "afp")
+    assert rule.channels == ("mail", "chat")
 
 
 def test_shipped_rules_are_valid() -> None:

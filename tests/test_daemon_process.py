@@ -1,0 +1,315 @@
+"""The real daemon as a subprocess (`python -m monitor run`), against the FeedServer and a
+webhook receiver on 127.0.0.1; then the CLI commands that read its database."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+from conftest import Item, Project, Webhook, wait_for, write_rss
+
+from monitor.devserver import FeedServer
+
+RULES = """\
+rules:
+  - name: troop-movements
+    severity: urgent
+    any: [troops, soldiers]
+    all: [[border, frontier]]
+  - name: sanctions
+    any: [sanctions, embargo]
+"""
+ITEMS = [
+    Item(
+        title="Troops mass near the border",
+        description="Thousands of soldiers were seen moving toward the frontier.",
+        link="https://news.example.org/world/troops-border",
+        guid="wire-0001",
+    ),
+    Item(
+        title="EU agrees new sanctions on Russian oil",
+        description="Ministers agreed a package of sanctions and an embargo on crude.",
+        link="https://news.example.org/europe/sanctions",
+        guid="wire-0002",
+    ),
+    Item(
+        title="Local bakery wins national award",
+        description="The sourdough impressed the judges.",
+        link="https://news.example.org/local/bakery",
+        guid="wire-0003",
+    ),
+]
+TITLES = {
+    "[troop-movements] Troops mass near the border",
+    "[sanctions] EU agrees new sanctions on Russian oil",
+}
+STOP_DEADLINE = 15.0
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "monitor", *args]
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("NEWS_MONITOR_CONFIG", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class DaemonProcess:
+    proc: subprocess.Popen[bytes]
+    stdout_path: Path
+    stderr_path: Path
+    files: tuple[IO[bytes], IO[bytes]]
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(encoding="utf-8", errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def terminate(self, timeout: float = STOP_DEADLINE) -> int:
+        """SIGTERM, then the exit status; fails the test if it does not stop in time."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"daemon did not exit within {timeout}s of SIGTERM:\n{self.stderr()}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()  # only this test's own child, by its Popen handle
+            self.proc.wait(timeout=STOP_DEADLINE)
+        for f in self.files:
+            f.close()
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[Callable[[Project], DaemonProcess]]:
+    started: list[DaemonProcess] = []
+
+    def start(project: Project) -> DaemonProcess:
+        n = len(started) + 1
+        out_path, err_path = tmp_path / f"daemon{n}.out", tmp_path / f"daemon{n}.err"
+        out, err = out_path.open("wb"), err_path.open("wb")
+        proc = subprocess.Popen(
+            command("run", "--config", str(project.config)),
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            cwd=project.root,
+            env=child_env(),
+        )
+        daemon = DaemonProcess(proc, out_path, err_path, (out, err))
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.close()
+
+
+def query(database: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Read the daemon's database with a separate read-only connection (WAL allows it)."""
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        return conn.execute(sql, list(params)).fetchall()
+
+
+def delivery_states(database: Path) -> list[tuple[str, str, str]]:
+    if not database.exists():
+        return []
+    return query(
+        database,
+        """SELECT h.rule, d.channel, d.status FROM deliveries d JOIN hits h ON h.id = d.hit_id
+           ORDER BY h.rule, d.channel""",
+    )
+
+
+@pytest.fixture
+def daemon_project(
+    make_project: Callable[..., Project], feed_dir: Path, feed_server: FeedServer, webhook: Webhook
+) -> Project:
+    write_rss(feed_dir / "wire.xml", ITEMS)
+    return make_project(
+        feeds=[{"name": "wire", "url": feed_server.url("wire.xml"), "interval": "1s"}],
+        channels={"chat": webhook.url("hook"), "term": "console://"},
+        default_channels=["chat", "term"],
+        rules=RULES,
+        fetch={"timeout": "5s", "jitter": "0s"},
+        delivery={"interval": "200ms", "retry_min": "1s", "retry_max": "5s"},
+    )
+
+
+def test_daemon_polls_alerts_stops_and_restarts_without_repeating_alerts(
+    daemon_project: Project,
+    feed_dir: Path,
+    feed_server: FeedServer,
+    webhook: Webhook,
+    start_daemon: Callable[[Project], DaemonProcess],
+) -> None:
+    db = daemon_project.database
+    daemon = start_daemon(daemon_project)
+
+    # Both hits reach the webhook and the terminal...
+    wait_for(lambda: len(webhook.bodies) >= 2, timeout=20, message="two webhook alerts")
+    assert {b["title"] for b in webhook.bodies} == TITLES
+    wait_for(
+        lambda: all(f"=== ALERT {t}" in daemon.stdout() for t in TITLES),
+        message="both alerts printed by console://",
+    )
+    # ...and are marked sent on both channels.
+    expected = [
+        ("sanctions", "chat", "sent"),
+        ("sanctions", "term", "sent"),
+        ("troop-movements", "chat", "sent"),
+        ("troop-movements", "term", "sent"),
+    ]
+    wait_for(lambda: delivery_states(db) == expected, message="all four deliveries sent")
+    # The next poll sends the validators and gets a 304.
+    wait_for(lambda: feed_server.not_modified["wire.xml"] >= 1, message="a 304 poll")
+
+    assert daemon.terminate() == 0, daemon.stderr()
+    assert "Traceback" not in daemon.stderr()
+    assert "stopped" in daemon.stderr()
+    stdout = daemon.stdout()
+    assert "Matched:   troops, soldiers, border, frontier" in stdout
+    assert "Link:      https://news.example.org/world/troops-border" in stdout
+
+    hits = query(db, "SELECT h.rule, a.title FROM hits h JOIN articles a ON a.id = h.article_id")
+    assert sorted(hits) == [
+        ("sanctions", "EU agrees new sanctions on Russian oil"),
+        ("troop-movements", "Troops mass near the border"),
+    ]
+    assert delivery_states(db) == expected
+    assert query(db, "SELECT count(*) FROM articles") == [(3,)]
+    [(outcome, errors)] = query(db, "SELECT last_outcome, consecutive_errors FROM feeds")
+    assert (outcome, errors) == ("not-modified", 0)
+
+    # Restart on the same database. The feed is re-rendered (same items, new bytes), so
+    # the new process gets a full 200 first and must recognise every item as seen.
+    write_rss(feed_dir / "wire.xml", ITEMS, comment="re-rendered")
+    not_modified = feed_server.not_modified["wire.xml"]
+    requests = feed_server.requests["wire.xml"]
+    again = start_daemon(daemon_project)
+    # A 304 after the restart means the 200 poll was stored completely (new ETag saved).
+    wait_for(
+        lambda: feed_server.not_modified["wire.xml"] > not_modified,
+        timeout=20,
+        message="a full poll then a 304 poll by the restarted daemon",
+    )
+    assert feed_server.requests["wire.xml"] >= requests + 2
+
+    # `hits --json` reads the database while the daemon is running.
+    listing = subprocess.run(
+        command("hits", "--json", "--config", str(daemon_project.config)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=child_env(),
+        cwd=daemon_project.root,
+    )
+    assert listing.returncode == 0, listing.stderr
+    rows = json.loads(listing.stdout)
+    assert {(r["rule"], r["title"]) for r in rows} == set(hits)
+    for row in rows:
+        assert row["feed"] == "wire"
+        assert sorted(row["deliveries"].split()) == ["chat:sent", "term:sent"]
+    troops = next(r for r in rows if r["rule"] == "troop-movements")
+    assert troops["terms"] == ["troops", "soldiers", "border", "frontier"]
+    assert troops["link"] == "https://news.example.org/world/troops-border"
+    assert "soldiers were seen moving toward the frontier" in troops["snippet"]
+
+    assert again.terminate() == 0, again.stderr()
+    assert "Traceback" not in again.stderr()
+    assert "=== ALERT" not in again.stdout()
+    assert len(webhook.bodies) == 2  # nothing was alerted twice
+    assert {b["title"] for b in webhook.bodies} == TITLES
+    assert query(db, "SELECT count(*) FROM hits") == [(2,)]
+    assert delivery_states(db) == expected
+
+
+BAD_RULES = """\
+rules:
+  - name: troop-movements
+    any: [troops]
+    channel: [chat]
+  - name: empty-rule
+    all: [border]
+    any: []
+"""
+
+
+@pytest.fixture
+def bad_project(make_project: Callable[..., Project], webhook: Webhook) -> Project:
+    return make_project(
+        feeds=[{"name": "wire", "url": "http://127.0.0.1:9/wire.xml", "interval": "1s"}],
+        channels={"chat": webhook.url("hook")},
+        default_channels=["chat"],
+        rules={"good.yaml": RULES, "bad.yaml": BAD_RULES},
+    )
+
+
+def test_check_reports_rule_errors_with_file_and_line(bad_project: Project) -> None:
+    script = Path(sys.executable).with_name("news-monitor")
+    argv = [str(script)] if script.exists() else command()
+    bad = bad_project.rules_dir / "bad.yaml"
+
+    result = subprocess.run(
+        [*argv, "check", "--config", str(bad_project.config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=child_env(),
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{bad}:4:5: unknown key 'channel'" in result.stderr
+    assert f"{bad}:7:5: `any` is empty" in result.stderr
+    assert "2 error(s)." in result.stderr
+    assert "good.yaml" not in result.stderr
+    assert "OK" not in result.stdout
+
+
+def test_check_accepts_a_good_config(bad_project: Project) -> None:
+    (bad_project.rules_dir / "bad.yaml").unlink()
+
+    result = subprocess.run(
+        command("check", "--config", str(bad_project.config)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=child_env(),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "OK: 1 feeds (1 enabled), 2 rules enabled, 1 channels." in result.stdout
+
+
+def test_run_refuses_to_start_on_rule_errors(bad_project: Project, webhook: Webhook) -> None:
+    result = subprocess.run(
+        command("run", "--config", str(bad_project.config)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=child_env(),
+        cwd=bad_project.root,
+    )
+
+    assert result.returncode == 1
+    assert "refusing to start" in result.stderr
+    assert f"{bad_project.rules_dir / 'bad.yaml'}:4:5" in result.stderr
+    assert not bad_project.database.exists()
+    assert webhook.bodies == []
