@@ -284,14 +284,14 @@ class Matcher:
         return False
 
     def _snippet(self, reasons: list[Term | Regex | Near], scan: _Scan) -> str:
-        """Text around the earliest reason, preferring the body: the title is shown anyway."""
+        """Text around the first reason in rule order (rules list their topic words first,
+        context words after), preferring the body: the title is shown anyway."""
         texts = scan.texts
+        tokens: dict[str, Any] = {}
         for name in ("content", "title", "author", "category", "link", "feed"):
             text = texts[name]
             if not text:
                 continue
-            best: tuple[int, int] | None = None
-            tokens = None
             for reason in reasons:
                 span: tuple[int, int] | None = None
                 if isinstance(reason, Regex):
@@ -301,12 +301,11 @@ class Matcher:
                 else:
                     term = reason.left if isinstance(reason, Near) else reason
                     if name in scan.fields_of(term.field):
-                        tokens = tokens or tokenize(text)
-                        span = _find(tokens.words, tokens.spans, term)
-                if span and (best is None or span[0] < best[0]):
-                    best = span
-            if best:
-                return snippet(text, best[0], best[1], SNIPPET_WIDTH)
+                        if name not in tokens:
+                            tokens[name] = tokenize(text)
+                        span = _find(tokens[name].words, tokens[name].spans, term)
+                if span:
+                    return snippet(text, span[0], span[1], SNIPPET_WIDTH)
         body = texts["content"] or texts["title"]
         return snippet(body, 0, 0, SNIPPET_WIDTH)
 

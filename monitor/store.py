@@ -122,6 +122,13 @@ class Store:
                         f"{path}: database does not exist yet; run `news-monitor run` first"
                     )
                 conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                if migrations.pending(sqlite_utils.Database(conn)):
+                    # Written by an older version and not opened by the daemon since:
+                    # bring the schema up to date once (transactional, safe while the
+                    # daemon runs), then read.
+                    conn.close()
+                    Store(path).close()
+                    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(path)
