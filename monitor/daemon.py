@@ -142,7 +142,9 @@ class Daemon:
         )
         return True
 
-    def _check_rules(self) -> None:
+    async def _check_rules(self) -> None:
+        # A coroutine, so APScheduler runs it on the event loop (a plain function would
+        # go to a thread pool, away from the store's connection).
         if rules_signature(self.settings.rules_dir) != self._signature:
             self.reload_rules("files-changed")
 

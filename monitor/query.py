@@ -28,6 +28,8 @@ from monitor.models import FIELDS, AllOf, AnyOf, Condition, Near, Not, Regex, Te
 from monitor.text import term_keys
 
 MAX_NEAR = 100
+#: Deepest nesting of parentheses and NOTs: keeps parsing and evaluation shallow.
+MAX_DEPTH = 50
 MAX_REGEX = 1000
 
 try:  # google-re2: linear-time matching, no backtracking blow-ups
@@ -132,6 +134,7 @@ class _Parser:
         self.text = text
         self.toks = _lex(text)
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> _Tok:
         return self.toks[self.i]
@@ -175,9 +178,14 @@ class _Parser:
         tok = self.peek()
         if tok.kind == "NOT":
             self.take()
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise QueryError(f"NOTs nested deeper than {MAX_DEPTH}", tok.offset)
             if self.peek().kind in ("END", ")", "OR", "AND"):
                 raise QueryError("NOT needs a term after it", tok.offset)
-            return Not(self.unary())
+            child = self.unary()
+            self.depth -= 1
+            return Not(child)
         return self.near()
 
     def near(self) -> Condition:
@@ -212,7 +220,11 @@ class _Parser:
         if tok.kind == "(":
             if self.peek().kind == ")":
                 raise QueryError("empty parentheses", tok.offset)
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise QueryError(f"parentheses nested deeper than {MAX_DEPTH}", tok.offset)
             inner = self.or_()
+            self.depth -= 1
             close = self.take()
             if close.kind != ")":
                 raise QueryError("unbalanced '(': add the closing ')'", tok.offset)

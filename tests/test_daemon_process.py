@@ -313,3 +313,57 @@ def test_run_refuses_to_start_on_rule_errors(bad_project: Project, webhook: Webh
     assert f"{bad_project.rules_dir / 'bad.yaml'}:4:5" in result.stderr
     assert not bad_project.database.exists()
     assert webhook.bodies == []
+
+
+def test_rules_hot_reload_keeps_the_last_good_rules_and_picks_up_fixes(
+    make_project: Callable[..., Project],
+    feed_dir: Path,
+    feed_server: FeedServer,
+    webhook: Webhook,
+    start_daemon: Callable[[Project], DaemonProcess],
+) -> None:
+    write_rss(feed_dir / "wire.xml", ITEMS[:1])
+    project = make_project(
+        feeds=[{"name": "wire", "url": feed_server.url("wire.xml"), "interval": "1s"}],
+        channels={"chat": webhook.url("hook")},
+        default_channels=["chat"],
+        rules=RULES,
+        fetch={"timeout": "5s", "jitter": "0s"},
+        delivery={"interval": "200ms"},
+    )
+    with project.config.open("a") as f:
+        f.write("reload_interval: 200ms\n")
+    rule_file = project.rules_dir / "main.yaml"
+    daemon = start_daemon(project)
+
+    def titles() -> list[str]:
+        return [b["title"] for b in webhook.bodies]
+
+    wait_for(lambda: "[troop-movements] Troops mass near the border" in titles())
+
+    # A bad edit is refused with its location; the running rules stay.
+    rule_file.write_text("rules:\n  - name: sanctions\n    any: []\n")
+    wait_for(lambda: "rules_rejected" in daemon.stderr(), message="bad edit rejected")
+    assert "main.yaml:3:5: `any` is empty" in daemon.stderr()
+    write_rss(feed_dir / "wire.xml", ITEMS[:2])
+    wait_for(
+        lambda: "[sanctions] EU agrees new sanctions on Russian oil" in titles(),
+        message="old rules still alert",
+    )
+
+    # The fix goes live: a new rule fires on the next new article.
+    rule_file.write_text(RULES + "  - name: bakeries\n    any: [bakery]\n")
+    wait_for(lambda: "added=bakeries" in daemon.stderr(), message="fixed rules reloaded")
+    write_rss(feed_dir / "wire.xml", ITEMS)
+    wait_for(
+        lambda: "[bakeries] Local bakery wins national award" in titles(), message="new rule alerts"
+    )
+
+    # SIGHUP reloads at once, even with nothing changed.
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "rules_reloaded reason=SIGHUP" in daemon.stderr(), message="SIGHUP reload")
+    assert daemon.terminate() == 0, daemon.stderr()
+    # Nothing was alerted twice across the reloads.
+    assert sorted(titles()) == sorted(set(titles())) and len(titles()) == 3
+    versions = query(project.database, "SELECT rule, active FROM rule_versions ORDER BY rule")
+    assert ("bakeries", 1) in versions
