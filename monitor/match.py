@@ -26,7 +26,6 @@ from typing import Any
 import ahocorasick
 
 from monitor.models import (
-    AllOf,
     AnyOf,
     Article,
     Condition,
@@ -102,6 +101,10 @@ class _Scan:
     present: dict[str, set[int]]
     matchables: list[_Matchable]
     regexes: dict[Regex, Any]
+    #: Matchable ids present in the default fields (title or content).
+    default: set[int] = field(default_factory=set)
+    #: Tokenised fields (words with their spans), for snippets; filled on demand.
+    tokens: dict[str, Any] = field(default_factory=dict)
     _regex_cache: dict[tuple[Regex, str | None], bool] = field(default_factory=dict)
 
     def fields_of(self, name: str | None) -> tuple[str, ...]:
@@ -153,12 +156,19 @@ class Matcher:
                 for mid in trigger:
                     triggers.setdefault(mid, []).append(index)
         self._triggers = {mid: tuple(rules) for mid, rules in triggers.items()}
+        self._predicates, self._reasons = self._compile_predicates()
         # One automaton over every surface form; a form can serve several matchables
         # (the same word as a plain term and as an inflected term, say).
         by_form: dict[str, list[int]] = {}
+        #: The automaton patterns of each matchable, to locate it again for snippets.
+        self._patterns: list[list[str]] = []
         for mid, (mode, keys) in enumerate(self._matchables):
-            for form in surface_forms(keys, mode):
-                pattern = f" {form}" if mode == "prefix" else f" {form} "
+            patterns = [
+                f" {form}" if mode == "prefix" else f" {form} "
+                for form in surface_forms(keys, mode)
+            ]
+            self._patterns.append(patterns)
+            for pattern in patterns:
                 by_form.setdefault(pattern, []).append(mid)
         self._automaton = ahocorasick.Automaton()
         for pattern, mids in by_form.items():
@@ -169,6 +179,80 @@ class Matcher:
 
     def __len__(self) -> int:
         return len(self.rules)
+
+    # --- rule conditions as Python functions ------------------------------------------------
+    #
+    # Each rule's condition becomes one generated function of the sets of matchable ids
+    # present in the article: ``def r7(D, F, R, N, S): return (4 in D) and not (9 in D)``.
+    # D: ids in title or content; F: ids per field; R(k) / N(k): lazily evaluated regular
+    # expressions and NEAR clauses; S: the article's feed, for rules scoped to feeds.
+    # Short-circuiting bytecode is the cheapest evaluation Python offers; the source is
+    # built from ids, field names and validated feed names only (never from rule text).
+
+    def _predicate_source(self, cond: Condition) -> str:
+        if isinstance(cond, Term):
+            mid = self._ids[(cond.mode, cond.keys)]
+            return f"({mid} in D)" if cond.field is None else f"({mid} in F[{cond.field!r}])"
+        if isinstance(cond, Regex):
+            return f"R({self._regex_slot(cond)})"
+        if isinstance(cond, Near):
+            return f"N({self._near_slot(cond)})"
+        if isinstance(cond, Not):
+            return f"(not {self._predicate_source(cond.child)})"
+        joiner = " or " if isinstance(cond, AnyOf) else " and "
+        return "(" + joiner.join(self._predicate_source(c) for c in cond.children) + ")"
+
+    def _regex_slot(self, cond: Regex) -> int:
+        if cond not in self._regex_slots:
+            self._regex_slots[cond] = len(self._regex_list)
+            self._regex_list.append(cond)
+        return self._regex_slots[cond]
+
+    def _near_slot(self, cond: Near) -> int:
+        if cond not in self._near_slots:
+            self._near_slots[cond] = len(self._near_list)
+            self._near_list.append(cond)
+        return self._near_slots[cond]
+
+    def _compile_predicates(self) -> tuple[list[Any], list[list[tuple[Any, Any]]]]:
+        """One function per rule condition, and per rule its reasons (positive terms) as
+        (term, function) pairs, all compiled in one go."""
+        self._regex_slots: dict[Regex, int] = {}
+        self._regex_list: list[Regex] = []
+        self._near_slots: dict[Near, int] = {}
+        self._near_list: list[Near] = []
+        lines = []
+        for i, rule in enumerate(self.rules):
+            source = self._predicate_source(rule.condition)
+            if rule.feeds:  # feed scope first: the cheapest test
+                source = f"S in {tuple(rule.feeds)!r} and {source}"
+            lines.append(f"def r{i}(D, F, R, N, S):\n    return {source}\n")
+        reason_ids: dict[str, int] = {}
+        reasons: list[list[tuple[Any, int]]] = []
+        for rule in self.rules:
+            pairs = []
+            for term in positive_terms(rule.condition):
+                source = self._predicate_source(term)
+                if source not in reason_ids:
+                    reason_ids[source] = len(reason_ids)
+                    lines.append(f"def q{reason_ids[source]}(D, F, R, N):\n    return {source}\n")
+                pairs.append((term, reason_ids[source]))
+            reasons.append(pairs)
+        lines.append(f"RULES = [{', '.join(f'r{i}' for i in range(len(self.rules)))}]\n")
+        lines.append(f"REASONS = [{', '.join(f'q{i}' for i in range(len(reason_ids)))}]\n")
+        namespace: dict[str, Any] = {}
+        exec(compile("".join(lines), "<rules>", "exec"), namespace)
+        functions = namespace["REASONS"]
+        return list(namespace["RULES"]), [
+            [(term, functions[k]) for term, k in pairs] for pairs in reasons
+        ]
+
+    def _lazy(self, scan: _Scan) -> dict[str, Any]:
+        regexes, nears = self._regex_list, self._near_list
+        return {
+            "R": lambda k: scan.regex(regexes[k]),
+            "N": lambda k: self._near(nears[k], scan),
+        }
 
     def _id(self, term: Term) -> int:
         key = (term.mode, term.keys)
@@ -217,7 +301,8 @@ class Matcher:
                 for groups in {mids for _, mids in iterate(norm)}:
                     found.update(groups)
             present[name] = found
-        return _Scan(article, texts, normal, present, self._matchables, self._regexes)
+        default = present["title"] | present["content"]
+        return _Scan(article, texts, normal, present, self._matchables, self._regexes, default)
 
     def match(self, article: Article) -> list[Hit]:
         """Every enabled rule that matches ``article``, in rule order."""
@@ -228,14 +313,18 @@ class Matcher:
                 rules = self._triggers.get(mid)
                 if rules:
                     candidates.update(rules)
+        default, present = scan.default, scan.present
+        lazy = self._lazy(scan)
+        regex, near = lazy["R"], lazy["N"]
+        predicate = self._predicates
+        feed = article.feed
+        fired = sorted(i for i in candidates if predicate[i](default, present, regex, near, feed))
         hits = []
-        for index in sorted(candidates):
+        for index in fired:
             rule = self.rules[index]
-            if rule.feeds and article.feed not in rule.feeds:
-                continue
-            if not self._eval(rule.condition, scan):
-                continue
-            reasons = [t for t in positive_terms(rule.condition) if self._eval(t, scan)]
+            reasons = [
+                t for t, holds in self._reasons[index] if holds(default, present, regex, near)
+            ]
             terms = tuple(dict.fromkeys(t.text for t in reasons))
             if rule.min_terms and len(terms) < rule.min_terms:
                 continue
@@ -250,19 +339,6 @@ class Matcher:
                 )
             )
         return hits
-
-    def _eval(self, cond: Condition, scan: _Scan) -> bool:
-        if isinstance(cond, Term):
-            return scan.has(self._ids[(cond.mode, cond.keys)], cond.field)
-        if isinstance(cond, AnyOf):
-            return any(self._eval(c, scan) for c in cond.children)
-        if isinstance(cond, AllOf):
-            return all(self._eval(c, scan) for c in cond.children)
-        if isinstance(cond, Not):
-            return not self._eval(cond.child, scan)
-        if isinstance(cond, Regex):
-            return scan.regex(cond)
-        return self._near(cond, scan)
 
     def _near(self, cond: Near, scan: _Scan) -> bool:
         left = self._ids[(cond.left.mode, cond.left.keys)]
@@ -283,11 +359,31 @@ class Matcher:
                         return True
         return False
 
+    def _locate(self, term: Term, normal: str | None, tokens: Any) -> tuple[int, int] | None:
+        """Character span of the first occurrence of ``term`` in a field's original text."""
+        words = tokens.words
+        if normal is not None:
+            starts = [
+                i
+                for p in self._patterns[self._ids[(term.mode, term.keys)]]
+                if (i := normal.find(p)) != -1
+            ]
+            if starts:
+                index = normal.count(" ", 0, min(starts) + 1) - 1
+                if phrase_at(list(words[index : index + len(term.keys)]), 0, term.keys, term.mode):
+                    return tokens.spans[index][0], tokens.spans[index + len(term.keys) - 1][1]
+        # The tokeniser and the normaliser disagree on this text (rare Unicode): scan.
+        seq = list(words)
+        for i in range(len(seq)):
+            if phrase_at(seq, i, term.keys, term.mode):
+                return tokens.spans[i][0], tokens.spans[i + len(term.keys) - 1][1]
+        return None
+
     def _snippet(self, reasons: list[Term | Regex | Near], scan: _Scan) -> str:
         """Text around the first reason in rule order (rules list their topic words first,
         context words after), preferring the body: the title is shown anyway."""
         texts = scan.texts
-        tokens: dict[str, Any] = {}
+        tokens = scan.tokens
         for name in ("content", "title", "author", "category", "link", "feed"):
             text = texts[name]
             if not text:
@@ -303,18 +399,8 @@ class Matcher:
                     if name in scan.fields_of(term.field):
                         if name not in tokens:
                             tokens[name] = tokenize(text)
-                        span = _find(tokens[name].words, tokens[name].spans, term)
+                        span = self._locate(term, scan.normal.get(name), tokens[name])
                 if span:
                     return snippet(text, span[0], span[1], SNIPPET_WIDTH)
         body = texts["content"] or texts["title"]
         return snippet(body, 0, 0, SNIPPET_WIDTH)
-
-
-def _find(
-    seq: tuple[str, ...], spans: tuple[tuple[int, int], ...], term: Term
-) -> tuple[int, int] | None:
-    as_list = list(seq)
-    for i in range(len(as_list)):
-        if phrase_at(as_list, i, term.keys, term.mode):
-            return spans[i][0], spans[i + len(term.keys) - 1][1]
-    return None

@@ -213,15 +213,19 @@ def tokenize(text: str) -> Tokens:
     found: list[str] = []
     spans: list[tuple[int, int]] = []
     for m in _RAW_WORD.finditer(text):
-        start = m.start()
+        raw, start = m.group(), m.start()
         if (
-            start > 0
+            raw in ("s", "S")
+            and start > 0
             and text[start - 1] in "'’"
-            and m.group() in ("s", "S")
             and (m.end() == len(text) or not text[m.end()].isalnum())
         ):
             continue  # possessive 's
-        for word in words(m.group()):
+        if raw.isascii():  # the common case: folding is lower-casing
+            found.append(raw.lower())
+            spans.append((start, m.end()))
+            continue
+        for word in words(raw):
             found.append(word)
             spans.append((start, m.end()))
     return Tokens(tuple(found), tuple(spans))
