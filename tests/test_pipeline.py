@@ -357,6 +357,8 @@ def test_feed_credentials_never_appear_in_errors_or_logs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # Other tests run the CLI, which quietens httpx; make sure its records are seen here.
+    caplog.set_level(logging.DEBUG, logger="httpx")
     missing = f"http://reader:s3cr3t-token@127.0.0.1:{feed_server.port}/private.xml"
     down = f"http://reader:s3cr3t-token@127.0.0.1:{refused_port}/private.xml"
 
