@@ -105,9 +105,31 @@ def _rule_versions(db: sqlite_utils.Database) -> None:
         )""")
 
 
+@migrations(name="0004_feed_health")
+def _feed_health(db: sqlite_utils.Database) -> None:
+    for column in (
+        "last_error_kind TEXT",  # timeout, too-large, http, ssrf, parse...
+        "next_poll TEXT",  # when the scheduler will poll next
+        "retry_after_until TEXT",  # never poll before this (429/503 Retry-After)
+        "moved_to TEXT",  # where a permanent redirect (301/308) points
+        "disabled TEXT",  # why polling stopped (410 Gone), NULL while polled
+        "last_new TEXT",  # the last poll that found new articles
+        "failing_alerted INTEGER NOT NULL DEFAULT 0",  # a "feed is failing" notice went out
+        "quiet_alerted INTEGER NOT NULL DEFAULT 0",  # a "feed is silent" notice went out
+    ):
+        db.execute(f"ALTER TABLE feeds ADD COLUMN {column}")
+
+
 def stamp(moment: datetime) -> str:
     """ISO 8601 UTC text for storage."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def unstamp(text: str | None) -> datetime | None:
+    """The datetime of a stored stamp."""
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 class Store:
@@ -158,13 +180,25 @@ class Store:
     # --- feeds ----------------------------------------------------------------------------
 
     def feed_state(self, name: str) -> dict[str, Any]:
-        row = self.db.execute(
-            "SELECT url, etag, last_modified, consecutive_errors FROM feeds WHERE name = ?",
-            [name],
-        ).fetchone()
+        """The stored state of one feed (empty values for a feed never polled)."""
+        row = self.db.execute("SELECT * FROM feeds WHERE name = ?", [name]).fetchone()
         if row is None:
-            return {"url": None, "etag": None, "last_modified": None, "consecutive_errors": 0}
-        return dict(zip(("url", "etag", "last_modified", "consecutive_errors"), row, strict=True))
+            return {
+                "url": None,
+                "etag": None,
+                "last_modified": None,
+                "consecutive_errors": 0,
+                "retry_after_until": None,
+                "moved_to": None,
+                "disabled": None,
+                "last_success": None,
+                "last_new": None,
+                "failing_alerted": 0,
+                "quiet_alerted": 0,
+                "next_poll": None,
+            }
+        columns = [d[0] for d in self.db.execute("SELECT * FROM feeds LIMIT 0").description]
+        return dict(zip(columns, row, strict=True))
 
     def record_fetch(
         self,
@@ -174,34 +208,68 @@ class Store:
         *,
         outcome: str,
         error: str | None = None,
+        error_kind: str | None = None,
         etag: str | None = None,
         last_modified: str | None = None,
+        next_poll: datetime | None = None,
+        retry_after_until: datetime | None = None,
+        moved_to: str | None = None,
+        disabled: str | None = None,
+        found_new: bool = False,
     ) -> None:
-        """Remember the outcome of one poll and, on success, the validators to send next."""
+        """Remember the outcome of one poll and, on success, the validators to send next.
+
+        URLs are stored masked: credentials in feed URLs never reach the database file.
+        """
         ok = error is None
         with self.db.conn:
             self.db.execute(
                 """
                 INSERT INTO feeds (name, url, last_fetch, last_outcome) VALUES (?, ?, ?, ?)
-                ON CONFLICT (name) DO UPDATE SET url = excluded.url,
-                    last_fetch = excluded.last_fetch, last_outcome = excluded.last_outcome
+                ON CONFLICT (name) DO UPDATE SET
+                    moved_to = CASE WHEN feeds.url = excluded.url THEN feeds.moved_to END,
+                    url = excluded.url, last_fetch = excluded.last_fetch,
+                    last_outcome = excluded.last_outcome
                 """,
-                # Credentials in feed URLs never reach the database file.
                 [name, mask_url(url), stamp(now), outcome],
+            )
+            self.db.execute(
+                """UPDATE feeds SET next_poll = ?, retry_after_until = ?,
+                   moved_to = coalesce(?, moved_to), disabled = ? WHERE name = ?""",
+                [
+                    stamp(next_poll) if next_poll else None,
+                    stamp(retry_after_until) if retry_after_until else None,
+                    mask_url(moved_to) if moved_to else None,
+                    disabled,
+                    name,
+                ],
             )
             if ok:
                 self.db.execute(
                     """UPDATE feeds SET last_success = ?, consecutive_errors = 0,
-                       last_error = NULL, etag = coalesce(?, etag),
-                       last_modified = coalesce(?, last_modified) WHERE name = ?""",
-                    [stamp(now), etag, last_modified, name],
+                       last_error = NULL, last_error_kind = NULL,
+                       etag = coalesce(?, etag), last_modified = coalesce(?, last_modified),
+                       last_new = CASE WHEN ? THEN ? ELSE coalesce(last_new, ?) END
+                       WHERE name = ?""",
+                    [stamp(now), etag, last_modified, found_new, stamp(now), stamp(now), name],
                 )
             else:
                 self.db.execute(
                     """UPDATE feeds SET consecutive_errors = consecutive_errors + 1,
-                       last_error = ? WHERE name = ?""",
-                    [error, name],
+                       last_error = ?, last_error_kind = ? WHERE name = ?""",
+                    [error, error_kind, name],
                 )
+
+    def set_feed_flags(self, name: str, **flags: int) -> None:
+        """Set the notice flags (failing_alerted, quiet_alerted) of a feed."""
+        allowed = {"failing_alerted", "quiet_alerted"}
+        if not flags or set(flags) - allowed:
+            raise ValueError(f"flags must be among {sorted(allowed)}")
+        assignments = ", ".join(f"{k} = ?" for k in flags)
+        with self.db.conn:
+            self.db.execute(
+                f"UPDATE feeds SET {assignments} WHERE name = ?", [*flags.values(), name]
+            )
 
     def feeds(self) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM feeds ORDER BY name"))

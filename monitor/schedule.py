@@ -1,0 +1,60 @@
+"""When to poll a feed next. Pure: every input, the clock included, is an argument.
+
+* After a success, the configured interval, raised (never lowered) by what the feed
+  says about its own freshness: ``Cache-Control: max-age``, ``Expires`` and RSS ``<ttl>``,
+  capped at :data:`MAX_HINT` so a typo in a feed cannot park it for a year.
+* After an error, exponential backoff per feed: interval * 2^(errors - 1), capped at
+  ``max_backoff``.
+* ``Retry-After`` (429, 503) is a floor: never poll again inside the window.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+#: The longest a feed's own caching hints may stretch its interval.
+MAX_HINT = 24 * 3600.0
+_MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-)?max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
+
+
+def cache_hint(headers: Mapping[str, str], ttl_minutes: int | None, now: datetime) -> float:
+    """Seconds the feed asks to be left alone (0 if it says nothing usable)."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    hints = [0.0]
+    control = lower.get("cache-control", "")
+    if "no-cache" not in control.lower() and "no-store" not in control.lower():
+        if m := _MAX_AGE.search(control):
+            hints.append(float(m.group(1)))
+        elif expires := lower.get("expires"):
+            try:
+                when = parsedate_to_datetime(expires)
+            except (TypeError, ValueError, IndexError):
+                when = None
+            if when is not None and when.tzinfo is not None:
+                hints.append((when - now).total_seconds())
+    if ttl_minutes and ttl_minutes > 0:
+        hints.append(ttl_minutes * 60.0)
+    return min(max(hints), MAX_HINT)
+
+
+def next_poll(
+    now: datetime,
+    *,
+    interval: float,
+    errors: int = 0,
+    hint: float = 0.0,
+    retry_after: float | None = None,
+    max_backoff: float = 6 * 3600.0,
+) -> datetime:
+    """The next time to poll (before jitter), given the outcome of the poll just done."""
+    if errors > 0:
+        delay = min(max_backoff, interval * 2 ** min(errors - 1, 30))
+        delay = max(delay, interval)
+    else:
+        delay = max(interval, hint)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return now + timedelta(seconds=delay)
