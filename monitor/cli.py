@@ -19,6 +19,7 @@ from monitor import __version__
 from monitor.config import Settings, load_settings
 from monitor.errors import ConfigErrors, MonitorError, StorageError
 from monitor.models import Article, Rule
+from monitor.text import mask_url
 
 CONFIG_HELP = "Settings file (YAML). Also $NEWS_MONITOR_CONFIG."
 config_option = click.option(
@@ -419,3 +420,95 @@ def test_rule(
                 click.echo(f"    [{e.article.feed}] {e.article.title}")
                 click.echo(f"        matched: {', '.join(e.hit.terms)}")
                 click.echo(f"        {_highlight(e.hit.snippet, e.marks, color)}")
+
+
+def _health(feed_enabled: bool, state: dict[str, Any] | None) -> str:
+    if not feed_enabled:
+        return "disabled in config"
+    if state is None:
+        return "never polled"
+    if state.get("disabled"):
+        return "stopped (gone)"
+    errors = int(state.get("consecutive_errors") or 0)
+    if errors:
+        return f"failing ({errors} in a row)"
+    return "ok"
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
+def feeds(config_path: Path, as_json: bool) -> None:
+    """List the configured feeds with their health: last success, errors, next poll.
+
+    Works while the daemon runs (read-only connection).
+
+    \b
+    Example:
+      news-monitor feeds
+      news-monitor feeds --json | jq '.[] | select(.health != "ok")'
+    """
+    from monitor.store import Store
+
+    settings = _settings(config_path)
+    states: dict[str, dict[str, Any]] = {}
+    if settings.database.exists():
+        try:
+            store = Store(settings.database, readonly=True)
+            states = {row["name"]: row for row in store.feeds()}
+            store.close()
+        except MonitorError as exc:
+            raise click.ClickException(str(exc)) from exc
+    rows = []
+    for feed in settings.feeds:
+        state = states.get(feed.name)
+        rows.append(
+            {
+                "name": feed.name,
+                "url": mask_url(feed.url),
+                "enabled": feed.enabled,
+                "interval": feed.interval,
+                "tags": list(feed.tags),
+                "health": _health(feed.enabled, state),
+                "last_fetch": state.get("last_fetch") if state else None,
+                "last_success": state.get("last_success") if state else None,
+                "last_outcome": state.get("last_outcome") if state else None,
+                "consecutive_errors": state.get("consecutive_errors", 0) if state else 0,
+                "last_error": state.get("last_error") if state else None,
+                "last_error_kind": state.get("last_error_kind") if state else None,
+                "next_poll": state.get("next_poll") if state else None,
+                "retry_after_until": state.get("retry_after_until") if state else None,
+                "moved_to": state.get("moved_to") if state else None,
+                "stopped_because": state.get("disabled") if state else None,
+                "last_new": state.get("last_new") if state else None,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        health = row["health"]
+        colour = (
+            "green"
+            if health == "ok"
+            else "red"
+            if health.startswith(("failing", "stopped"))
+            else "yellow"
+        )
+        click.echo(
+            f"{click.style(row['name'], bold=True)}  {click.style(health, fg=colour)}"
+            f"  every {row['interval']:g}s  {row['url']}"
+        )
+        details = [
+            f"last success {row['last_success'] or '-'}",
+            f"next poll {row['next_poll'] or '-'}",
+        ]
+        if row["retry_after_until"]:
+            details.append(f"server asked to wait until {row['retry_after_until']}")
+        if row["moved_to"]:
+            details.append(f"moved permanently to {row['moved_to']}")
+        click.echo("    " + "; ".join(details))
+        if row["last_error"]:
+            click.echo(f"    last error ({row['last_error_kind'] or 'error'}): {row['last_error']}")
+        if row["stopped_because"]:
+            click.echo(f"    stopped: {row['stopped_because']}")
