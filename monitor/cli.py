@@ -487,7 +487,7 @@ def feeds(config_path: Path, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     for row in rows:
-        health = row["health"]
+        health = str(row["health"])
         colour = (
             "green"
             if health == "ok"

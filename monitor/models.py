@@ -218,3 +218,5 @@ class PendingDelivery:
     link: str
     published: str | None
     seen_at: str
+    #: For system notices (feed health...): their text; empty for rule hits.
+    notice: str = ""

@@ -30,6 +30,11 @@ def one_line(text: str, limit: int) -> str:
 
 
 def render(d: PendingDelivery) -> Message:
+    if d.notice:
+        return Message(
+            one_line(f"[news-monitor] {d.title}", TITLE_LIMIT),
+            f"{d.notice}\nDelivery:  #{d.id}",
+        )
     title = one_line(f"[{d.rule}] {d.title}", TITLE_LIMIT)
     lines = [
         f"Rule:      {d.rule} ({d.severity})",

@@ -120,6 +120,45 @@ def _feed_health(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE feeds ADD COLUMN {column}")
 
 
+@migrations(name="0005_notices")
+def _notices(db: sqlite_utils.Database) -> None:
+    # System notices (a feed failing, silent, recovered...) go through the same outbox as
+    # hits: a delivery belongs to a hit or to a notice.
+    db.execute("""
+        CREATE TABLE notices (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE deliveries_new (
+            id INTEGER PRIMARY KEY,
+            hit_id INTEGER REFERENCES hits (id) ON DELETE CASCADE,
+            notice_id INTEGER REFERENCES notices (id) ON DELETE CASCADE,
+            channel TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            sent_at TEXT,
+            CHECK ((hit_id IS NULL) != (notice_id IS NULL)),
+            UNIQUE (hit_id, channel),
+            UNIQUE (notice_id, channel)
+        )""")
+    db.execute("""
+        INSERT INTO deliveries_new (id, hit_id, channel, status, attempts, next_attempt_at,
+                                    last_error, created_at, sent_at)
+        SELECT id, hit_id, channel, status, attempts, next_attempt_at, last_error,
+               created_at, sent_at FROM deliveries""")
+    db.execute("DROP TABLE deliveries")
+    db.execute("ALTER TABLE deliveries_new RENAME TO deliveries")
+    db.execute("CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)")
+
+
 def stamp(moment: datetime) -> str:
     """ISO 8601 UTC text for storage."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -464,10 +503,16 @@ class Store:
             where += f" AND d.channel NOT IN ({','.join('?' * len(exclude))})"
             args += list(exclude)
         rows = self.db.execute(
-            f"""SELECT d.id, d.channel, d.attempts, h.rule, h.severity, h.terms, h.snippet,
-                      a.feed, a.title, a.link, a.published, a.seen_at
-               FROM deliveries d JOIN hits h ON h.id = d.hit_id
-               JOIN articles a ON a.id = h.article_id
+            f"""SELECT d.id, d.channel, d.attempts,
+                      coalesce(h.rule, 'notice:' || n.kind), coalesce(h.severity, 'normal'),
+                      coalesce(h.terms, '[]'), coalesce(h.snippet, ''),
+                      coalesce(a.feed, n.subject), coalesce(a.title, n.title),
+                      coalesce(a.link, ''), a.published, coalesce(a.seen_at, n.created_at),
+                      coalesce(n.body, '')
+               FROM deliveries d
+               LEFT JOIN hits h ON h.id = d.hit_id
+               LEFT JOIN articles a ON a.id = h.article_id
+               LEFT JOIN notices n ON n.id = d.notice_id
                WHERE d.status = 'pending' AND d.next_attempt_at <= ?{where}
                ORDER BY d.id LIMIT ?""",
             [stamp(now), *args, limit],
@@ -486,9 +531,35 @@ class Store:
                 link=r[9],
                 published=r[10],
                 seen_at=r[11],
+                notice=r[12],
             )
             for r in rows
         ]
+
+    def add_notice(
+        self,
+        kind: str,
+        subject: str,
+        title: str,
+        body: str,
+        channels: Sequence[str],
+        now: datetime,
+    ) -> int:
+        """Store a system notice and one pending delivery per channel, in one transaction."""
+        with self.db.conn:
+            cursor = self.db.execute(
+                """INSERT INTO notices (kind, subject, title, body, created_at)
+                   VALUES (?, ?, ?, ?, ?)""",
+                [kind, subject, title, body, stamp(now)],
+            )
+            notice_id = int(cursor.lastrowid or 0)
+            for channel in channels:
+                self.db.execute(
+                    """INSERT INTO deliveries (notice_id, channel, next_attempt_at, created_at)
+                       VALUES (?, ?, ?, ?)""",
+                    [notice_id, channel, stamp(now), stamp(now)],
+                )
+        return notice_id
 
     def mark_sent(self, delivery_id: int, now: datetime) -> None:
         with self.db.conn:
