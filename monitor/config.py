@@ -27,8 +27,11 @@ TOP_KEYS = (
     "fetch",
     "delivery",
     "reload_interval",
+    "operator_channels",
+    "health",
 )
-FEED_KEYS = ("name", "url", "interval", "enabled", "tags")
+FEED_KEYS = ("name", "url", "interval", "enabled", "tags", "silence")
+HEALTH_KEYS = ("failures", "silence")
 CHANNEL_KEYS = ("url", "tags")
 FETCH_KEYS = ("timeout", "jitter", "user_agent")
 DELIVERY_KEYS = ("interval", "retry_min", "retry_max")
@@ -62,6 +65,12 @@ class Settings:
     retry_max: float = 3600.0
     #: How often the daemon looks for changed rule files (SIGHUP reloads at once).
     reload_interval: float = 5.0
+    #: Channels told about the daemon itself: failing, silent, stopped feeds.
+    operator_channels: tuple[str, ...] = ()
+    #: Consecutive failures of a feed before the operator is told (once).
+    health_failures: int = 5
+    #: Default period without new articles before the operator is told; 0 = never.
+    health_silence: float = 0.0
 
     def channel(self, name: str) -> ChannelConfig | None:
         return next((c for c in self.channels if c.name == name), None)
@@ -174,8 +183,9 @@ class _Reader:
                 self.error("`enabled` must be true or false", item.pos("enabled"))
                 enabled = True
             tags = self.names(item, "tags")
+            silence = self.duration(item, "silence", -1.0, 0.0) if "silence" in item else None
             if name and url:
-                feeds.append(FeedConfig(name, url, interval, enabled, tags))
+                feeds.append(FeedConfig(name, url, interval, enabled, tags, silence))
         return feeds
 
     def names(self, data: YamlMap, key: str) -> tuple[str, ...]:
@@ -281,6 +291,20 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
                 data.pos("default_channels"),
             )
 
+    operators = reader.names(data, "operator_channels")
+    for name in operators:
+        if name not in names:
+            reader.error(
+                f"operator channel {name!r} is not defined under `channels:`",
+                data.pos("operator_channels"),
+            )
+    health = reader.mapping(data, "health")
+    reader.unknown(health, HEALTH_KEYS, "`health`")
+    failures = health.get("failures", 5)
+    if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
+        reader.error("`failures` must be a whole number, 1 or more", health.pos("failures"))
+        failures = 5
+
     fetch = reader.mapping(data, "fetch")
     reader.unknown(fetch, FETCH_KEYS, "`fetch`")
     delivery = reader.mapping(data, "delivery")
@@ -299,6 +323,9 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
         retry_min=reader.duration(delivery, "retry_min", 30.0, 0.0),
         retry_max=reader.duration(delivery, "retry_max", 3600.0, 0.0),
         reload_interval=reader.duration(data, "reload_interval", 5.0, 0.1),
+        operator_channels=operators,
+        health_failures=failures,
+        health_silence=reader.duration(health, "silence", 0.0, 0.0),
     )
     if reader.errors:
         raise ConfigErrors(reader.errors)

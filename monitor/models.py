@@ -24,6 +24,9 @@ class FeedConfig:
     enabled: bool = True
     #: Labels a rule can scope by (``feeds: [wires]``) instead of listing names.
     tags: tuple[str, ...] = ()
+    #: Tell the operator when nothing new arrived for this long (seconds); None: the
+    #: settings' default (health.silence), 0: never.
+    silence: float | None = None
 
 
 @dataclass(frozen=True)

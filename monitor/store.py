@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from sqlite_utils.migrations import Migrations
 
 from monitor.errors import StorageError
 from monitor.models import Article, Hit, PendingDelivery, Rule
-from monitor.text import mask_url
+from monitor.text import mask_url, stamp, unstamp
 
 migrations = Migrations("news-monitor")
 
@@ -157,18 +157,6 @@ def _notices(db: sqlite_utils.Database) -> None:
     db.execute("DROP TABLE deliveries")
     db.execute("ALTER TABLE deliveries_new RENAME TO deliveries")
     db.execute("CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)")
-
-
-def stamp(moment: datetime) -> str:
-    """ISO 8601 UTC text for storage."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def unstamp(text: str | None) -> datetime | None:
-    """The datetime of a stored stamp."""
-    if not text:
-        return None
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 class Store:
@@ -429,9 +417,7 @@ class Store:
             [stamp(since) if since else ""],
         )
         for r in rows:
-            published = (
-                datetime.strptime(r[9], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if r[9] else None
-            )
+            published = unstamp(r[9])
             yield (
                 r[0],
                 Article(

@@ -20,6 +20,7 @@ import re
 import string
 import unicodedata
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import product
 
 from monitor.models import TermMode
@@ -261,3 +262,15 @@ _USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
 def mask_url(url: str) -> str:
     """The URL with any user:password@ part replaced, safe to log."""
     return _USERINFO.sub(r"\1***@", url)
+
+
+def stamp(moment: datetime) -> str:
+    """ISO 8601 UTC text, as stored in the database: ``2026-11-24T07:21:13Z`` (sorts)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def unstamp(text: str | None) -> datetime | None:
+    """The datetime of a stored stamp."""
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
