@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -29,10 +31,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor.config import Settings
 from monitor.deliver import Channel, build_channels, deliver_due
 from monitor.errors import ConfigError, ConfigErrors
-from monitor.fetch import make_client
+from monitor.fetch import fetch, make_client
 from monitor.match import Matcher
-from monitor.models import FeedConfig
-from monitor.pipeline import poll_feed
+from monitor.models import Article, FeedConfig, FetchResult
+from monitor.parse import parse_feed
+from monitor.pipeline import PollContext, poll_feed
 from monitor.ruleset import load_rules, resolve_references, rule_files
 from monitor.store import Store
 
@@ -156,13 +159,33 @@ class Daemon:
         store = self._store = Store(self.settings.database)
         store.record_rules(self.matcher.rules, self.now())
         client = make_client(self.settings.user_agent, self.transport)
+        timeout = self.settings.fetch_timeout
+
+        async def fetch_one(url: str, **kw: Any) -> FetchResult:
+            return await fetch(client, url, timeout=timeout, **kw)
+
+        async def parse_one(
+            feed: str, url: str, content: bytes, headers: Mapping[str, str]
+        ) -> list[Article]:
+            return await asyncio.to_thread(parse_feed, feed, url, content, headers)
+
+        ctx = PollContext(
+            store=store,
+            fetch=fetch_one,
+            parse=parse_one,
+            default_channels=self.settings.default_channels,
+            now=self.now,
+            operator_channels=self.settings.operator_channels,
+            health_failures=self.settings.health_failures,
+            health_silence=self.settings.health_silence,
+        )
         scheduler = AsyncIOScheduler(timezone=UTC)
         feeds = [f for f in self.settings.feeds if f.enabled]
         for feed in feeds:
             scheduler.add_job(
                 self._poll_job,
                 IntervalTrigger(seconds=feed.interval, jitter=self.settings.jitter or None),
-                args=[feed, client, store],
+                args=[feed, ctx, scheduler],
                 id=f"feed:{feed.name}",
                 name=feed.name,
                 max_instances=1,
@@ -208,24 +231,24 @@ class Daemon:
         log.info("stopped")
         return 0
 
-    async def _poll_job(self, feed: FeedConfig, client: httpx.AsyncClient, store: Store) -> None:
+    async def _poll_job(self, feed: FeedConfig, ctx: PollContext, scheduler: Any) -> None:
         if self._stop.is_set():
             return
         task = asyncio.current_task()
         assert task is not None
         self._polls.add(task)
         try:
-            result = await poll_feed(
-                feed,
-                client=client,
-                store=store,
-                matcher=self.matcher,
-                default_channels=self.settings.default_channels,
-                now=self.now,
-                timeout=self.settings.fetch_timeout,
-            )
+            result = await poll_feed(feed, self.matcher, ctx)
             if result.hits:
                 self._wake_delivery()
+            job = scheduler.get_job(f"feed:{feed.name}")
+            if job is not None and result.stopped:
+                job.remove()
+                log.warning("feed_stopped feed=%s (no more polls until its URL changes)", feed.name)
+            elif job is not None and result.next_poll is not None:
+                # The feed's own schedule: backoff, Retry-After, cache hints; plus jitter.
+                jitter = random.uniform(0, self.settings.jitter) if self.settings.jitter else 0
+                job.modify(next_run_time=result.next_poll + timedelta(seconds=jitter))
         except Exception:  # one feed's bug must never stop the others
             log.exception("poll_crashed feed=%s", feed.name)
         finally:

@@ -197,12 +197,16 @@ class PollResult:
     """The outcome of one poll of one feed, for logs and tests."""
 
     feed: str
-    #: "not-modified", "ok" or "error".
+    #: "not-modified", "ok", "error", "waiting" (inside a Retry-After window) or "stopped".
     outcome: str
     entries: int = 0
     new_articles: int = 0
     hits: int = 0
     error: str | None = None
+    #: When the scheduler should poll this feed next (before jitter).
+    next_poll: datetime | None = None
+    #: The feed must not be polled again (410 Gone): the scheduler drops it.
+    stopped: bool = False
 
 
 @dataclass(frozen=True)

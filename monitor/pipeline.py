@@ -3,71 +3,93 @@ the order of the steps; the stages themselves never import each other.
 
 Validators (ETag / Last-Modified) are saved only after the articles are stored, so a
 crash mid-poll makes the next poll fetch the whole feed again rather than skip items.
+After each poll the feed's state (errors, Retry-After window, permanent redirect, next
+poll) is stored and the operator is told about failing, silent or stopped feeds, once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import replace
-from datetime import datetime
-
-import httpx
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from monitor.errors import FeedError
-from monitor.fetch import fetch
+from monitor.health import feed_health
 from monitor.match import Matcher
-from monitor.models import Article, FeedConfig, Hit, PollResult
-from monitor.parse import parse_feed
+from monitor.models import Article, FeedConfig, FetchResult, Hit, PollResult
+from monitor.schedule import cache_hint, next_poll
 from monitor.store import Store
-from monitor.text import mask_url
+from monitor.text import mask_url, unstamp
 
 log = logging.getLogger(__name__)
 
+#: fetch(url, etag=..., last_modified=...) -> FetchResult; raises FeedError.
+FetchFunction = Callable[..., Awaitable[FetchResult]]
+#: parse(feed name, url, body, headers) -> articles; raises FeedError.
+ParseFunction = Callable[[str, str, bytes, Mapping[str, str]], Awaitable[list[Article]]]
 
-async def poll_feed(
-    feed: FeedConfig,
-    *,
-    client: httpx.AsyncClient,
-    store: Store,
-    matcher: Matcher,
-    default_channels: Sequence[str],
-    now: Callable[[], datetime],
-    timeout: float = 30.0,
-) -> PollResult:
+
+@dataclass(frozen=True)
+class PollContext:
+    """Everything a poll needs besides the feed: built once by the daemon."""
+
+    store: Store
+    fetch: FetchFunction
+    parse: ParseFunction
+    default_channels: Sequence[str]
+    now: Callable[[], datetime]
+    operator_channels: Sequence[str] = ()
+    health_failures: int = 5
+    health_silence: float = 0.0
+    max_backoff: float = 6 * 3600.0
+
+
+async def poll_feed(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollResult:
     """Poll ``feed`` once. Never raises for feed problems: they are recorded and returned."""
+    store, now = ctx.store, ctx.now
     state = store.feed_state(feed.name)
-    # Validators belong to a URL: if the config now points elsewhere, start afresh.
+    # State belongs to a URL: if the config now points elsewhere, start afresh.
     same_url = state["url"] == mask_url(feed.url)  # the store keeps URLs masked
+    if same_url and state["disabled"]:
+        return PollResult(feed.name, "stopped", error=state["disabled"], stopped=True)
+    wait_until = unstamp(state["retry_after_until"]) if same_url else None
+    if wait_until is not None and now() < wait_until:
+        # Never re-request inside a Retry-After window (a restart must not either).
+        log.info("poll feed=%s outcome=waiting until=%s", feed.name, state["retry_after_until"])
+        return PollResult(feed.name, "waiting", next_poll=wait_until)
+    moved = state["moved_to"] if same_url else None
+    # A permanent redirect is followed directly, unless it would need the credentials of
+    # the configured URL (which are never stored).
+    url = moved if moved and "***@" not in moved else feed.url
     try:
-        result = await fetch(
-            client,
-            feed.url,
+        result = await ctx.fetch(
+            url,
             etag=state["etag"] if same_url else None,
             last_modified=state["last_modified"] if same_url else None,
-            timeout=timeout,
         )
-        if result.not_modified:
-            store.record_fetch(feed.name, feed.url, now(), outcome="not-modified")
-            log.info("poll feed=%s outcome=not-modified", feed.name)
-            return PollResult(feed.name, "not-modified")
-        articles = await asyncio.to_thread(
-            parse_feed, feed.name, feed.url, result.content, result.headers
+        articles = (
+            []
+            if result.not_modified
+            else await ctx.parse(feed.name, url, result.content, result.headers)
         )
     except FeedError as exc:
-        store.record_fetch(feed.name, feed.url, now(), outcome="error", error=exc.message)
-        log.warning(
-            "poll feed=%s outcome=error url=%s error=%r", feed.name, mask_url(feed.url), exc.message
-        )
-        return PollResult(feed.name, "error", error=str(exc))
+        return _failed(feed, exc, state, ctx)
 
+    permanent = getattr(result, "permanent_url", None)
+    if permanent and permanent != url:
+        log.warning(
+            "feed_moved feed=%s from=%s to=%s (permanent redirect; update the settings)",
+            feed.name,
+            mask_url(url),
+            mask_url(permanent),
+        )
     new = store.unseen(feed.name, articles)
     matched: list[tuple[Article, list[Hit]]] = []
     hit_count = 0
     for article in new:
         hits = [
-            replace(hit, channels=hit.channels or tuple(default_channels))
+            replace(hit, channels=hit.channels or tuple(ctx.default_channels))
             for hit in matcher.match(article)
         ]
         for hit in hits:
@@ -75,25 +97,121 @@ async def poll_feed(
                 "hit rule=%s feed=%s terms=%s title=%r",
                 hit.rule,
                 feed.name,
-                ",".join(hit.terms),
+                ",".join(hit.terms[:8]),
                 article.title[:120],
             )
         hit_count += len(hits)
         matched.append((article, hits))
-    store.save(matched, now())
+    if matched:
+        store.save(matched, now())
+    at = now()
+    upcoming = next_poll(
+        at,
+        interval=feed.interval,
+        hint=cache_hint(result.headers, None, at),
+        max_backoff=ctx.max_backoff,
+    )
+    outcome = "not-modified" if result.not_modified else "ok"
     store.record_fetch(
         feed.name,
         feed.url,
-        now(),
-        outcome="ok",
+        at,
+        outcome=outcome,
         etag=result.etag,
         last_modified=result.last_modified,
+        next_poll=upcoming,
+        moved_to=permanent,
+        found_new=bool(new),
     )
+    _tell_operator(feed, store.feed_state(feed.name), ctx)
     log.info(
-        "poll feed=%s outcome=ok entries=%d new=%d hits=%d",
+        "poll feed=%s outcome=%s entries=%d new=%d hits=%d next=%s",
         feed.name,
+        outcome,
         len(articles),
         len(new),
         hit_count,
+        upcoming.isoformat(),
     )
-    return PollResult(feed.name, "ok", entries=len(articles), new_articles=len(new), hits=hit_count)
+    return PollResult(
+        feed.name,
+        outcome,
+        entries=len(articles),
+        new_articles=len(new),
+        hits=hit_count,
+        next_poll=upcoming,
+    )
+
+
+def _failed(
+    feed: FeedConfig, exc: FeedError, state: Mapping[str, object], ctx: PollContext
+) -> PollResult:
+    at = ctx.now()
+    errors = int(str(state.get("consecutive_errors") or 0)) + 1
+    retry_after: float | None = getattr(exc, "retry_after", None)
+    gone = bool(getattr(exc, "gone", False))
+    kind: str = getattr(exc, "kind", None) or "error"
+    upcoming = next_poll(
+        at,
+        interval=feed.interval,
+        errors=errors,
+        retry_after=retry_after,
+        max_backoff=ctx.max_backoff,
+    )
+    ctx.store.record_fetch(
+        feed.name,
+        feed.url,
+        at,
+        outcome="stopped" if gone else "error",
+        error=exc.message,
+        error_kind=kind,
+        next_poll=None if gone else upcoming,
+        retry_after_until=at + timedelta(seconds=retry_after) if retry_after else None,
+        disabled=exc.message if gone else None,
+    )
+    _tell_operator(feed, ctx.store.feed_state(feed.name), ctx, newly_stopped=gone)
+    log.warning(
+        "poll feed=%s outcome=%s kind=%s errors=%d url=%s error=%r next=%s",
+        feed.name,
+        "stopped" if gone else "error",
+        kind,
+        errors,
+        mask_url(feed.url),
+        exc.message,
+        "never" if gone else upcoming.isoformat(),
+    )
+    return PollResult(
+        feed.name,
+        "stopped" if gone else "error",
+        error=str(exc),
+        next_poll=None if gone else upcoming,
+        stopped=gone,
+    )
+
+
+def _tell_operator(
+    feed: FeedConfig, state: Mapping[str, object], ctx: PollContext, *, newly_stopped: bool = False
+) -> None:
+    silence = feed.silence if feed.silence is not None else ctx.health_silence
+    decision = feed_health(
+        feed.name,
+        mask_url(feed.url),
+        state,
+        ctx.now(),
+        failures=ctx.health_failures,
+        silence=silence or None,
+        newly_stopped=newly_stopped,
+    )
+    for notice in decision.notices:
+        log.warning("notice kind=%s feed=%s %s", notice.kind, feed.name, notice.title)
+        if ctx.operator_channels:
+            ctx.store.add_notice(
+                notice.kind,
+                notice.subject,
+                notice.title,
+                notice.body,
+                ctx.operator_channels,
+                ctx.now(),
+            )
+    if decision.flags:
+        ctx.store.set_feed_flags(feed.name, **decision.flags)

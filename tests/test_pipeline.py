@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,11 @@ import pytest
 from conftest import RULES, Clock, Item, write_rss
 
 from monitor.devserver import FeedServer
-from monitor.fetch import make_client
+from monitor.fetch import fetch, make_client
 from monitor.match import Matcher
-from monitor.models import FeedConfig, PollResult
-from monitor.pipeline import poll_feed
+from monitor.models import Article, FeedConfig, FetchResult, PollResult
+from monitor.parse import parse_feed
+from monitor.pipeline import PollContext, poll_feed
 from monitor.ruleset import load_rules
 from monitor.store import Store, stamp
 from monitor.text import content_hash
@@ -86,15 +87,21 @@ class Poller:
         async def main() -> PollResult:
             async with make_client() as client:
                 client.event_hooks = {"request": [record], "response": []}
-                return await poll_feed(
-                    feed,
-                    client=client,
+
+                async def fetch_with(url: str, **kw: Any) -> FetchResult:
+                    return await fetch(client, url, timeout=5.0, **kw)
+
+                async def parse_with(*args: Any) -> list[Article]:
+                    return parse_feed(*args)
+
+                ctx = PollContext(
                     store=self.store,
-                    matcher=self.matcher,
+                    fetch=fetch_with,
+                    parse=parse_with,
                     default_channels=default_channels,
                     now=self.clock,
-                    timeout=5.0,
                 )
+                return await poll_feed(feed, self.matcher, ctx)
 
         return asyncio.run(main())
 
@@ -149,7 +156,9 @@ def test_first_poll_stores_articles_hits_and_one_delivery_per_hit_and_channel(
 
     result = poll(feed, default_channels=("chat",))
 
-    assert result == PollResult("wire", "ok", entries=3, new_articles=3, hits=2)
+    assert result == PollResult(
+        "wire", "ok", entries=3, new_articles=3, hits=2, next_poll=clock() + timedelta(seconds=60)
+    )
     articles = rows(store, "SELECT feed, uid, title, link, published, seen_at FROM articles")
     assert sorted(a["uid"] for a in articles) == ["wire-0001", "wire-0002", "wire-0003"]
     troops = next(a for a in articles if a["uid"] == "wire-0001")
@@ -231,7 +240,9 @@ def test_changed_feed_alerts_only_the_new_item(
     wire([EMBARGO, TROOPS, SANCTIONS, BAKERY])  # newest first, as feeds do
     result = poll(feed)
 
-    assert result == PollResult("wire", "ok", entries=4, new_articles=1, hits=1)
+    assert result == PollResult(
+        "wire", "ok", entries=4, new_articles=1, hits=1, next_poll=clock() + timedelta(seconds=60)
+    )
     assert feed_server.not_modified["wire.xml"] == 0  # new ETag: full response
     hits = hits_by_title(store)
     assert {k: v for k, v in hits.items() if k != EMBARGO.title} == old_hits
@@ -267,7 +278,9 @@ def test_item_without_guid_uses_link_and_without_either_a_content_hash(
 
     result = poll(feed)
 
-    assert result == PollResult("wire", "ok", entries=2, new_articles=2, hits=2)
+    assert result == PollResult(
+        "wire", "ok", entries=2, new_articles=2, hits=2, next_poll=clock() + timedelta(seconds=60)
+    )
     first_deliveries = deliveries(store)
     assert len(first_deliveries) == 3  # troop-movements -> chat; sanctions -> mail, chat
     uids = {r["title"]: r["uid"] for r in rows(store, "SELECT title, uid FROM articles")}
@@ -279,7 +292,9 @@ def test_item_without_guid_uses_link_and_without_either_a_content_hash(
     clock.advance(120)
     wire([BAKERY, bare, linked], comment="re-rendered by the CMS")
     again = poll(feed)
-    assert again == PollResult("wire", "ok", entries=3, new_articles=1, hits=0)
+    assert again == PollResult(
+        "wire", "ok", entries=3, new_articles=1, hits=0, next_poll=clock() + timedelta(seconds=60)
+    )
     assert rows(store, "SELECT count(*) AS n FROM hits")[0]["n"] == 2
     assert deliveries(store) == first_deliveries
 
