@@ -79,6 +79,8 @@ class Poller:
         self.matcher = matcher
         self.clock = clock
         self.sent_headers: list[httpx.Headers] = []
+        #: Extra PollContext settings (operator channels, health thresholds...).
+        self.settings: dict[str, Any] = {}
 
     def __call__(self, feed: FeedConfig, default_channels: Sequence[str] = ("chat",)) -> PollResult:
         async def record(request: httpx.Request) -> None:
@@ -100,6 +102,7 @@ class Poller:
                     parse=parse_with,
                     default_channels=default_channels,
                     now=self.clock,
+                    **self.settings,
                 )
                 return await poll_feed(feed, self.matcher, ctx)
 
@@ -402,3 +405,35 @@ def test_feed_credentials_never_appear_in_errors_or_logs(
     assert any("outcome=error" in r.getMessage() for r in caplog.records)
     leaks = [f"{r.name}: {r.getMessage()}" for r in caplog.records if "s3cr3t" in r.getMessage()]
     assert leaks == []
+
+
+def notices(store: Store) -> list[tuple[str, str, str]]:
+    return [
+        (r["kind"], r["channel"], r["title"])
+        for r in rows(
+            store,
+            """SELECT n.kind, d.channel, n.title FROM deliveries d
+               JOIN notices n ON n.id = d.notice_id ORDER BY d.id""",
+        )
+    ]
+
+
+def test_failing_feed_backs_off_and_tells_the_operator_once_then_recovery(
+    poll: Poller, store: Store, feed_dir: Path, feed_server: FeedServer, clock: Clock
+) -> None:
+    poll.settings = {"operator_channels": ("ops",), "health_failures": 3}
+    feed = FeedConfig("flaky", feed_server.url("flaky.xml"), interval=60)
+    delays = []
+    for _ in range(5):  # 404 five times
+        result = poll(feed)
+        assert result.outcome == "error" and result.next_poll is not None
+        delays.append((result.next_poll - clock()).total_seconds())
+        clock.advance(delays[-1])
+    assert delays == [60, 120, 240, 480, 960]  # exponential backoff per feed
+    assert notices(store) == [("feed-failing", "ops", "feed flaky is failing (3 errors in a row)")]
+    write_rss(feed_dir / "flaky.xml", [BAKERY])
+    assert poll(feed).outcome == "ok"
+    assert [n[0] for n in notices(store)] == ["feed-failing", "feed-recovered"]
+    state = store.feed_state("flaky")
+    assert state["consecutive_errors"] == 0 and state["failing_alerted"] == 0
+    assert state["last_error"] is None and state["next_poll"] is not None
