@@ -33,11 +33,33 @@ TOP_KEYS = (
 FEED_KEYS = ("name", "url", "interval", "enabled", "tags", "silence")
 HEALTH_KEYS = ("failures", "silence")
 CHANNEL_KEYS = ("url", "tags")
-FETCH_KEYS = ("timeout", "jitter", "user_agent")
+FETCH_KEYS = (
+    "timeout",
+    "jitter",
+    "user_agent",
+    "allow_private",
+    "max_bytes",
+    "max_redirects",
+    "per_host",
+    "total",
+    "retry_after_cap",
+    "max_backoff",
+)
 DELIVERY_KEYS = ("interval", "retry_min", "retry_max")
 _FEED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 10**6,
+    "mib": 2**20,
+    "gb": 10**9,
+    "gib": 2**30,
+    None: 1,
+}
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
@@ -55,6 +77,18 @@ class Settings:
     default_channels: tuple[str, ...]
     #: Total seconds one fetch may take.
     fetch_timeout: float = 30.0
+    #: Networks (CIDR) and host names that may be fetched although not public (SSRF).
+    fetch_allow_private: tuple[str, ...] = ()
+    #: Largest decoded body accepted from a feed.
+    fetch_max_bytes: int = 15 * 2**20
+    fetch_max_redirects: int = 10
+    #: Concurrent requests per host, and in all.
+    fetch_per_host: int = 2
+    fetch_total: int = 20
+    #: The longest Retry-After window honoured.
+    fetch_retry_after_cap: float = 31 * 86400.0
+    #: The longest wait between polls of a failing feed.
+    fetch_max_backoff: float = 6 * 3600.0
     #: Up to this many seconds are added at random to each feed's interval.
     jitter: float = 5.0
     user_agent: str = ""
@@ -84,6 +118,18 @@ def parse_duration(value: Any) -> float | None:
         return float(value)
     if isinstance(value, str) and (m := _DURATION.match(value)):
         return float(m.group(1)) * _UNITS[m.group(2)]
+    return None
+
+
+def parse_size(value: Any) -> int | None:
+    """'15MiB', '500 kB', '1GiB' or a plain number of bytes; None if invalid."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and (m := _SIZE.match(value)):
+        unit = m.group(2).lower() if m.group(2) else None
+        return int(float(m.group(1)) * _SIZE_UNITS[unit])
     return None
 
 
@@ -134,6 +180,13 @@ class _Reader:
             )
             return default
         return seconds
+
+    def count(self, data: YamlMap, key: str, default: int, minimum: int) -> int:
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self.error(f"`{key}` must be a whole number, at least {minimum}", data.pos(key))
+            return default
+        return value
 
     def unknown(self, data: YamlMap, allowed: tuple[str, ...], where: str) -> None:
         for key in data:
@@ -200,6 +253,16 @@ class _Reader:
 
 def _empty_map(pos: tuple[int, int]) -> YamlMap:
     return YamlMap.at(pos)
+
+
+def _valid_allow_entry(entry: str) -> bool:
+    from monitor.fetch import AddressPolicy  # the fetch stage owns the rule
+
+    try:
+        AddressPolicy([entry])
+    except ValueError:
+        return False
+    return True
 
 
 def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
@@ -307,6 +370,22 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
 
     fetch = reader.mapping(data, "fetch")
     reader.unknown(fetch, FETCH_KEYS, "`fetch`")
+    allow_private = reader.names(fetch, "allow_private")
+    for index, entry in enumerate(allow_private):
+        if not _valid_allow_entry(entry):
+            listed = fetch.get("allow_private")
+            pos = listed.pos(index) if isinstance(listed, YamlList) else fetch.pos("allow_private")
+            reader.error(
+                f"`allow_private` entry {entry!r} is neither a network (127.0.0.0/8, ::1) nor "
+                "a host name",
+                pos,
+            )
+    max_bytes = parse_size(fetch.get("max_bytes", 15 * 2**20))
+    if max_bytes is None or max_bytes < 1024:
+        reader.error(
+            "`max_bytes` must be a size such as 15MiB (at least 1KiB)", fetch.pos("max_bytes")
+        )
+        max_bytes = 15 * 2**20
     delivery = reader.mapping(data, "delivery")
     reader.unknown(delivery, DELIVERY_KEYS, "`delivery`")
     settings = Settings(
@@ -319,6 +398,13 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
         fetch_timeout=reader.duration(fetch, "timeout", 30.0, 0.1),
         jitter=reader.duration(fetch, "jitter", 5.0, 0.0),
         user_agent=reader.string(fetch, "user_agent", "") or "",
+        fetch_allow_private=allow_private,
+        fetch_max_bytes=max_bytes,
+        fetch_max_redirects=reader.count(fetch, "max_redirects", 10, 0),
+        fetch_per_host=reader.count(fetch, "per_host", 2, 1),
+        fetch_total=reader.count(fetch, "total", 20, 1),
+        fetch_retry_after_cap=reader.duration(fetch, "retry_after_cap", 31 * 86400.0, 0.0),
+        fetch_max_backoff=reader.duration(fetch, "max_backoff", 6 * 3600.0, 1.0),
         delivery_interval=reader.duration(delivery, "interval", 5.0, 0.05),
         retry_min=reader.duration(delivery, "retry_min", 30.0, 0.0),
         retry_max=reader.duration(delivery, "retry_max", 3600.0, 0.0),

@@ -31,9 +31,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor.config import Settings
 from monitor.deliver import Channel, build_channels, deliver_due
 from monitor.errors import ConfigError, ConfigErrors
-from monitor.fetch import fetch, make_client
+from monitor.fetch import Fetcher
 from monitor.match import Matcher
-from monitor.models import Article, FeedConfig, FetchResult
+from monitor.models import Article, FeedConfig
 from monitor.parse import parse_feed
 from monitor.pipeline import PollContext, poll_feed
 from monitor.ruleset import load_rules, resolve_references, rule_files
@@ -158,11 +158,19 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload_rules, "SIGHUP")
         store = self._store = Store(self.settings.database)
         store.record_rules(self.matcher.rules, self.now())
-        client = make_client(self.settings.user_agent, self.transport)
-        timeout = self.settings.fetch_timeout
-
-        async def fetch_one(url: str, **kw: Any) -> FetchResult:
-            return await fetch(client, url, timeout=timeout, **kw)
+        settings = self.settings
+        fetcher = Fetcher(
+            user_agent=settings.user_agent,
+            timeout=settings.fetch_timeout,
+            max_bytes=settings.fetch_max_bytes,
+            max_redirects=settings.fetch_max_redirects,
+            allow_private=settings.fetch_allow_private,
+            per_host=settings.fetch_per_host,
+            total=settings.fetch_total,
+            retry_after_cap=settings.fetch_retry_after_cap,
+            now=self.now,
+            transport=self.transport,
+        )
 
         async def parse_one(
             feed: str, url: str, content: bytes, headers: Mapping[str, str]
@@ -171,13 +179,14 @@ class Daemon:
 
         ctx = PollContext(
             store=store,
-            fetch=fetch_one,
+            fetch=fetcher.fetch,
             parse=parse_one,
             default_channels=self.settings.default_channels,
             now=self.now,
             operator_channels=self.settings.operator_channels,
             health_failures=self.settings.health_failures,
             health_silence=self.settings.health_silence,
+            max_backoff=self.settings.fetch_max_backoff,
         )
         scheduler = AsyncIOScheduler(timezone=UTC)
         feeds = [f for f in self.settings.feeds if f.enabled]
@@ -223,7 +232,7 @@ class Daemon:
             for task in delivery:
                 task.cancel()
             await asyncio.gather(*delivery, return_exceptions=True)
-            await client.aclose()
+            await fetcher.aclose()
             store.close()
             self._store = None
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

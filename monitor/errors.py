@@ -71,11 +71,34 @@ class ConfigErrors(ConfigError):
 
 
 class FeedError(MonitorError):
-    """A feed could not be fetched or parsed. ``url`` never carries credentials."""
+    """A feed could not be fetched or parsed. ``url`` never carries credentials.
 
-    def __init__(self, url: str, message: str) -> None:
+    The keyword attributes tell the scheduler what to do next; their defaults describe a
+    plain failure (retry with backoff), so ``FeedError(url, message)`` stays valid.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        message: str,
+        *,
+        kind: str = "error",
+        status: int | None = None,
+        retry_after: float | None = None,
+        gone: bool = False,
+    ) -> None:
         self.url = url
         self.message = message
+        #: What went wrong, for logs and the scheduler: "timeout", "too-large", "redirects",
+        #: "ssrf", "scheme", "url", "http", "network", "tls", "protocol", "encoding" (the
+        #: fetch stage), "error" when nothing more precise is known.
+        self.kind = kind
+        #: The HTTP status of the failing response, None when there was none.
+        self.status = status
+        #: Seconds the server asked us to wait (Retry-After on 429/503), already capped.
+        self.retry_after = retry_after
+        #: 410 Gone: the feed was removed for good and should not be polled again.
+        self.gone = gone
         super().__init__(f"{url}: {message}")
 
 

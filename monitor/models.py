@@ -186,6 +186,10 @@ class FetchResult:
     headers: dict[str, str] = field(default_factory=dict)
     etag: str | None = None
     last_modified: str | None = None
+    #: Set when every redirect from ``url`` to where the answer came from was permanent
+    #: (301/308): the URL to poll from now on. Carries the credentials of ``url`` only
+    #: when they were sent to it (same origin); None without redirects or with any 302/303/307.
+    permanent_url: str | None = None
 
     @property
     def not_modified(self) -> bool:

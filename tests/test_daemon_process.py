@@ -148,7 +148,7 @@ def daemon_project(
         channels={"chat": webhook.url("hook"), "term": "console://"},
         default_channels=["chat", "term"],
         rules=RULES,
-        fetch={"timeout": "5s", "jitter": "0s"},
+        fetch={"timeout": "5s", "jitter": "0s", "allow_private": ["127.0.0.0/8"]},
         delivery={"interval": "200ms", "retry_min": "1s", "retry_max": "5s"},
     )
 
@@ -328,7 +328,7 @@ def test_rules_hot_reload_keeps_the_last_good_rules_and_picks_up_fixes(
         channels={"chat": webhook.url("hook")},
         default_channels=["chat"],
         rules=RULES,
-        fetch={"timeout": "5s", "jitter": "0s"},
+        fetch={"timeout": "5s", "jitter": "0s", "allow_private": ["127.0.0.0/8"]},
         delivery={"interval": "200ms"},
     )
     with project.config.open("a") as f:
