@@ -29,9 +29,11 @@ TOP_KEYS = (
     "reload_interval",
     "operator_channels",
     "health",
+    "parse",
 )
 FEED_KEYS = ("name", "url", "interval", "enabled", "tags", "silence")
 HEALTH_KEYS = ("failures", "silence")
+PARSE_KEYS = ("workers", "deadline", "memory_limit")
 CHANNEL_KEYS = ("url", "tags")
 FETCH_KEYS = (
     "timeout",
@@ -89,6 +91,10 @@ class Settings:
     fetch_retry_after_cap: float = 31 * 86400.0
     #: The longest wait between polls of a failing feed.
     fetch_max_backoff: float = 6 * 3600.0
+    #: Worker processes that parse feeds, each with a deadline and a memory cap.
+    parse_workers: int = 2
+    parse_deadline: float = 20.0
+    parse_memory_limit: int | None = 512 * 2**20
     #: Up to this many seconds are added at random to each feed's interval.
     jitter: float = 5.0
     user_agent: str = ""
@@ -368,6 +374,19 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
         reader.error("`failures` must be a whole number, 1 or more", health.pos("failures"))
         failures = 5
 
+    parse = reader.mapping(data, "parse")
+    reader.unknown(parse, PARSE_KEYS, "`parse`")
+    memory_limit: int | None = 512 * 2**20
+    if "memory_limit" in parse:
+        raw_limit = parse["memory_limit"]
+        memory_limit = None if raw_limit in (0, None, "none") else parse_size(raw_limit)
+        if memory_limit is not None and memory_limit < 128 * 2**20:
+            reader.error(
+                "`memory_limit` must be a size of at least 128MiB (or 0 for no cap)",
+                parse.pos("memory_limit"),
+            )
+            memory_limit = 512 * 2**20
+
     fetch = reader.mapping(data, "fetch")
     reader.unknown(fetch, FETCH_KEYS, "`fetch`")
     allow_private = reader.names(fetch, "allow_private")
@@ -405,6 +424,9 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
         fetch_total=reader.count(fetch, "total", 20, 1),
         fetch_retry_after_cap=reader.duration(fetch, "retry_after_cap", 31 * 86400.0, 0.0),
         fetch_max_backoff=reader.duration(fetch, "max_backoff", 6 * 3600.0, 1.0),
+        parse_workers=reader.count(parse, "workers", 2, 1),
+        parse_deadline=reader.duration(parse, "deadline", 20.0, 1.0),
+        parse_memory_limit=memory_limit,
         delivery_interval=reader.duration(delivery, "interval", 5.0, 0.05),
         retry_min=reader.duration(delivery, "retry_min", 30.0, 0.0),
         retry_max=reader.duration(delivery, "retry_max", 3600.0, 0.0),

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,8 +33,8 @@ from monitor.deliver import Channel, build_channels, deliver_due
 from monitor.errors import ConfigError, ConfigErrors
 from monitor.fetch import Fetcher
 from monitor.match import Matcher
-from monitor.models import Article, FeedConfig
-from monitor.parse import parse_feed
+from monitor.models import FeedConfig
+from monitor.parse import ParsePool
 from monitor.pipeline import PollContext, poll_feed
 from monitor.ruleset import load_rules, resolve_references, rule_files
 from monitor.store import Store
@@ -172,15 +172,15 @@ class Daemon:
             transport=self.transport,
         )
 
-        async def parse_one(
-            feed: str, url: str, content: bytes, headers: Mapping[str, str]
-        ) -> list[Article]:
-            return await asyncio.to_thread(parse_feed, feed, url, content, headers)
-
+        pool = ParsePool(
+            settings.parse_workers,
+            deadline=settings.parse_deadline,
+            memory_limit=settings.parse_memory_limit,
+        )
         ctx = PollContext(
             store=store,
             fetch=fetcher.fetch,
-            parse=parse_one,
+            parse=pool.parse,
             default_channels=self.settings.default_channels,
             now=self.now,
             operator_channels=self.settings.operator_channels,
@@ -229,6 +229,8 @@ class Daemon:
         finally:
             scheduler.shutdown(wait=False)
             await self._finish_polls()
+            # After the polls: closing kills the workers, so no parse is cut short.
+            await asyncio.to_thread(pool.close)
             for task in delivery:
                 task.cancel()
             await asyncio.gather(*delivery, return_exceptions=True)
