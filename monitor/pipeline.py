@@ -18,7 +18,7 @@ from monitor.errors import FeedError
 from monitor.health import feed_health
 from monitor.match import Matcher
 from monitor.models import Article, FeedConfig, FetchResult, Hit, PollResult
-from monitor.schedule import cache_hint, next_poll
+from monitor.schedule import cache_hint, next_poll, rss_ttl
 from monitor.store import Store
 from monitor.text import mask_url, unstamp
 
@@ -108,7 +108,7 @@ async def poll_feed(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> Pol
     upcoming = next_poll(
         at,
         interval=feed.interval,
-        hint=cache_hint(result.headers, None, at),
+        hint=cache_hint(result.headers, rss_ttl(result.content), at),
         max_backoff=ctx.max_backoff,
     )
     outcome = "not-modified" if result.not_modified else "ok"

@@ -17,7 +17,19 @@ from email.utils import parsedate_to_datetime
 
 #: The longest a feed's own caching hints may stretch its interval.
 MAX_HINT = 24 * 3600.0
+_TTL = re.compile(rb"<ttl>\s*(\d{1,7})\s*</ttl>", re.IGNORECASE)
 _MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-)?max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
+
+
+def rss_ttl(content: bytes) -> int | None:
+    """The channel's RSS ``<ttl>`` in minutes, read from the document head (before the
+    first item), or None."""
+    head = content[:65536]
+    item = head.find(b"<item")
+    if item != -1:
+        head = head[:item]
+    m = _TTL.search(head)
+    return int(m.group(1)) if m else None
 
 
 def cache_hint(headers: Mapping[str, str], ttl_minutes: int | None, now: datetime) -> float:

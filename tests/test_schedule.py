@@ -1,6 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
-from monitor.schedule import MAX_HINT, cache_hint, next_poll
+from monitor.schedule import MAX_HINT, cache_hint, next_poll, rss_ttl
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -30,3 +30,9 @@ def test_errors_back_off_exponentially_up_to_a_cap() -> None:
 def test_retry_after_is_a_floor() -> None:
     assert next_poll(NOW, interval=300, errors=1, retry_after=7200) == NOW + timedelta(hours=2)
     assert next_poll(NOW, interval=300, retry_after=10) == NOW + timedelta(seconds=300)
+
+
+def test_rss_ttl_is_read_from_the_channel_only() -> None:
+    assert rss_ttl(b"<rss><channel><ttl> 45 </ttl><item><ttl>1</ttl></item>") == 45
+    assert rss_ttl(b"<rss><channel><item><ttl>5</ttl></item></channel></rss>") is None
+    assert rss_ttl(b"") is None
