@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,17 +38,26 @@ from monitor.parse import ParsePool
 from monitor.pipeline import PollContext, poll_feed
 from monitor.ruleset import load_rules, resolve_references, rule_files
 from monitor.store import Store
+from monitor.text import word_frequencies
 
 log = logging.getLogger(__name__)
 STOP_GRACE = 10.0
+#: Recent articles sampled for word frequencies, and the fewest worth using.
+FREQUENCY_SAMPLE = 2000
+FREQUENCY_MINIMUM = 200
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def load_matcher(settings: Settings) -> tuple[Matcher, list[ConfigError]]:
-    """The rules of ``settings.rules_dir`` compiled, or the errors that prevent it."""
+def load_matcher(
+    settings: Settings, frequencies: Mapping[str, float] | None = None
+) -> tuple[Matcher, list[ConfigError]]:
+    """The rules of ``settings.rules_dir`` compiled, or the errors that prevent it.
+
+    ``frequencies`` (word -> share of recent articles) lets the matcher index each rule
+    by its rarest terms."""
     ruleset = load_rules(settings.rules_dir)
     rules, errors = resolve_references(
         ruleset.rules,
@@ -59,7 +68,7 @@ def load_matcher(settings: Settings) -> tuple[Matcher, list[ConfigError]]:
     if errors:
         return Matcher(()), errors
     try:
-        return Matcher(rules), []
+        return Matcher(rules, frequencies), []
     except ValueError as exc:  # a phrase with too many word forms
         return Matcher(()), [ConfigError(str(exc), str(settings.rules_dir))]
 
@@ -118,7 +127,7 @@ class Daemon:
     def reload_rules(self, reason: str = "change") -> bool:
         """Load the rules again; keep the running ones if the new ones have errors."""
         self._signature = rules_signature(self.settings.rules_dir)
-        matcher, errors = load_matcher(self.settings)
+        matcher, errors = load_matcher(self.settings, self._frequencies())
         if errors:
             for error in errors:
                 log.error("rules_rejected %s", error)
@@ -145,6 +154,13 @@ class Daemon:
         )
         return True
 
+    def _frequencies(self) -> dict[str, float] | None:
+        """Word frequencies of recent stored articles, once there are enough of them."""
+        if self._store is None:
+            return None
+        texts = self._store.recent_texts(FREQUENCY_SAMPLE)
+        return word_frequencies(texts) if len(texts) >= FREQUENCY_MINIMUM else None
+
     async def _check_rules(self) -> None:
         # A coroutine, so APScheduler runs it on the event loop (a plain function would
         # go to a thread pool, away from the store's connection).
@@ -157,6 +173,9 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
         loop.add_signal_handler(signal.SIGHUP, self.reload_rules, "SIGHUP")
         store = self._store = Store(self.settings.database)
+        if (frequencies := self._frequencies()) is not None:
+            # Recompile with what the stored articles say about word frequencies.
+            self.matcher, _ = load_matcher(self.settings, frequencies)
         store.record_rules(self.matcher.rules, self.now())
         settings = self.settings
         fetcher = Fetcher(

@@ -19,7 +19,7 @@ article; they are the only per-rule cost that grows with the number of rules.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,8 +132,14 @@ class _Scan:
 class Matcher:
     """A compiled ruleset. Build once per ruleset; :meth:`match` does not mutate it."""
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
+    def __init__(
+        self, rules: Sequence[Rule], frequencies: Mapping[str, float] | None = None
+    ) -> None:
+        """``frequencies``: the share of recent articles each word occurs in (see
+        :func:`monitor.text.word_frequencies`), to index each rule by its rarest terms.
+        Without it, longer terms are taken to be rarer."""
         self.rules = tuple(r for r in rules if r.enabled)
+        self._frequencies = frequencies
         self._ids: dict[_Matchable, int] = {}
         self._matchables: list[_Matchable] = []
         self._regexes: dict[Regex, Any] = {}
@@ -196,7 +202,9 @@ class Matcher:
         if isinstance(cond, Regex):
             return f"R({self._regex_slot(cond)})"
         if isinstance(cond, Near):
-            return f"N({self._near_slot(cond)})"
+            # Both terms present (cheap set lookups) before the positional check.
+            left, right = self._predicate_source(cond.left), self._predicate_source(cond.right)
+            return f"({left} and {right} and N({self._near_slot(cond)}))"
         if isinstance(cond, Not):
             return f"(not {self._predicate_source(cond.child)})"
         joiner = " or " if isinstance(cond, AnyOf) else " and "
@@ -238,13 +246,15 @@ class Matcher:
                     lines.append(f"def q{reason_ids[source]}(D, F, R, N):\n    return {source}\n")
                 pairs.append((term, reason_ids[source]))
             reasons.append(pairs)
-        lines.append(f"RULES = [{', '.join(f'r{i}' for i in range(len(self.rules)))}]\n")
-        lines.append(f"REASONS = [{', '.join(f'q{i}' for i in range(len(reason_ids)))}]\n")
+        # Compiled in batches: one module of 10,000 functions makes the compiler hold
+        # hundreds of MiB at once; batches of 512 keep the peak small.
         namespace: dict[str, Any] = {}
-        exec(compile("".join(lines), "<rules>", "exec"), namespace)
-        functions = namespace["REASONS"]
-        return list(namespace["RULES"]), [
-            [(term, functions[k]) for term, k in pairs] for pairs in reasons
+        for start in range(0, len(lines), 512):
+            exec(compile("".join(lines[start : start + 512]), "<rules>", "exec"), namespace)
+        rule_functions = [namespace[f"r{i}"] for i in range(len(self.rules))]
+        reason_functions = [namespace[f"q{i}"] for i in range(len(reason_ids))]
+        return rule_functions, [
+            [(term, reason_functions[k]) for term, k in pairs] for pairs in reasons
         ]
 
     def _lazy(self, scan: _Scan) -> dict[str, Any]:
@@ -262,15 +272,27 @@ class Matcher:
             self._matchables.append(key)
         return mid
 
+    def _rarity(self, mid: int) -> float:
+        """Estimated share of articles a matchable occurs in (lower: rarer)."""
+        keys = self._matchables[mid][1]
+        if self._frequencies is not None:
+            # A phrase is at most as common as its rarest word; unseen words are rare.
+            return min(self._frequencies.get(k, 0.0) for k in keys)
+        return 1.0 / (1 + len(" ".join(keys)))
+
     def _trigger(self, cond: Condition) -> frozenset[int] | None:
-        """Matchables of which one must occur for ``cond`` to hold; None if none must."""
+        """Matchables of which one must occur for ``cond`` to hold; None if none must.
+
+        For AND, any child's trigger set will do: take the one least likely to occur, so
+        a rule like ``(javelin OR stinger) AND russia`` is looked at only when a weapon
+        is named, not for every article that mentions Russia.
+        """
         if isinstance(cond, Term):
             return frozenset((self._id(cond),))
         if isinstance(cond, Near):
-            # Both sides must occur; index the one that is likely rarer (longer).
-            left, right = cond.left, cond.right
-            rarer = left if len(" ".join(left.keys)) >= len(" ".join(right.keys)) else right
-            return frozenset((self._id(rarer),))
+            # Both sides must occur: index the rarer one.
+            left, right = self._id(cond.left), self._id(cond.right)
+            return frozenset((min((left, right), key=self._rarity),))
         if isinstance(cond, Regex | Not):
             return None
         child_triggers = [self._trigger(c) for c in cond.children]
@@ -281,9 +303,7 @@ class Matcher:
         known = [t for t in child_triggers if t is not None]
         if not known:
             return None
-        return min(
-            known, key=lambda t: (len(t), -sum(len(" ".join(self._matchables[m][1])) for m in t))
-        )
+        return min(known, key=lambda t: (sum(self._rarity(m) for m in t), len(t)))
 
     def scan(self, article: Article) -> _Scan:
         """Normalise and scan every field the ruleset looks at."""
@@ -396,7 +416,8 @@ class Matcher:
                         span = (m.start(), m.end()) if m else None
                 else:
                     term = reason.left if isinstance(reason, Near) else reason
-                    if name in scan.fields_of(term.field):
+                    mid = self._ids[(term.mode, term.keys)]
+                    if name in scan.fields_of(term.field) and mid in scan.present[name]:
                         if name not in tokens:
                             tokens[name] = tokenize(text)
                         span = self._locate(term, scan.normal.get(name), tokens[name])

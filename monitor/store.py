@@ -434,6 +434,15 @@ class Store:
                 ),
             )
 
+    def recent_texts(self, limit: int = 2000) -> list[str]:
+        """Title and summary of the most recent articles (for word-frequency estimates)."""
+        return [
+            f"{row[0]}\n{row[1]}"
+            for row in self.db.execute(
+                "SELECT title, summary FROM articles ORDER BY id DESC LIMIT ?", [limit]
+            )
+        ]
+
     def article_seen(self, article_id: int) -> str:
         row = self.db.execute("SELECT seen_at FROM articles WHERE id = ?", [article_id]).fetchone()
         return str(row[0]) if row else ""

@@ -19,6 +19,8 @@ import hashlib
 import re
 import string
 import unicodedata
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import product
@@ -262,6 +264,17 @@ _USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
 def mask_url(url: str) -> str:
     """The URL with any user:password@ part replaced, safe to log."""
     return _USERINFO.sub(r"\1***@", url)
+
+
+def word_frequencies(texts: Iterable[str]) -> dict[str, float]:
+    """The share of ``texts`` each word key (:func:`word_key`) occurs in: a rarity
+    estimate for the matcher, taken from recent articles."""
+    counts: Counter[str] = Counter()
+    total = 0
+    for text in texts:
+        total += 1
+        counts.update({word_key(w) for w in normalize(text).split()})
+    return {word: n / total for word, n in counts.items()} if total else {}
 
 
 def stamp(moment: datetime) -> str:
