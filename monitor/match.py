@@ -19,6 +19,7 @@ article; they are the only per-rule cost that grows with the number of rules.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,6 +106,8 @@ class _Scan:
     default: set[int] = field(default_factory=set)
     #: Tokenised fields (words with their spans), for snippets; filled on demand.
     tokens: dict[str, Any] = field(default_factory=dict)
+    #: Where each (field, matchable) first occurs in the raw text; filled on demand.
+    spans: dict[tuple[str, int], tuple[int, int] | None] = field(default_factory=dict)
     _regex_cache: dict[tuple[Regex, str | None], bool] = field(default_factory=dict)
 
     def fields_of(self, name: str | None) -> tuple[str, ...]:
@@ -130,7 +133,7 @@ class _Scan:
 
 
 class Matcher:
-    """A compiled ruleset. Build once per ruleset; :meth:`match` does not mutate it."""
+    """A compiled ruleset. Build once per ruleset; :meth:`match` only fills caches."""
 
     def __init__(
         self, rules: Sequence[Rule], frequencies: Mapping[str, float] | None = None
@@ -168,6 +171,7 @@ class Matcher:
         by_form: dict[str, list[int]] = {}
         #: The automaton patterns of each matchable, to locate it again for snippets.
         self._patterns: list[list[str]] = []
+        self._locators: dict[int, re.Pattern[str]] = {}
         for mid, (mode, keys) in enumerate(self._matchables):
             patterns = [
                 f" {form}" if mode == "prefix" else f" {form} "
@@ -379,8 +383,31 @@ class Matcher:
                         return True
         return False
 
-    def _locate(self, term: Term, normal: str | None, tokens: Any) -> tuple[int, int] | None:
+    def _locator(self, mid: int) -> re.Pattern[str]:
+        """A regex finding a matchable's word forms in raw text (ASCII spellings)."""
+        found = self._locators.get(mid)
+        if found is None:
+            mode = self._matchables[mid][0]
+            alternatives = [
+                r"(?:['’]s)?[\W_]+".join(map(re.escape, p.split())) for p in self._patterns[mid]
+            ]
+            tail = "" if mode == "prefix" else r"(?![^\W_])"
+            found = re.compile(
+                r"(?<![^\W_])(?:" + "|".join(alternatives) + ")" + tail, re.IGNORECASE
+            )
+            self._locators[mid] = found
+        return found
+
+    def _locate(
+        self, term: Term, text: str, normal: str | None, tokens: Any
+    ) -> tuple[int, int] | None:
         """Character span of the first occurrence of ``term`` in a field's original text."""
+        m = self._locator(self._ids[(term.mode, term.keys)]).search(text)
+        if m is not None:
+            return m.start(), m.end()
+        # Spelled with accents or other folded characters: find it word by word.
+        if tokens is None:
+            return None
         words = tokens.words
         if normal is not None:
             starts = [
@@ -404,6 +431,7 @@ class Matcher:
         context words after), preferring the body: the title is shown anyway."""
         texts = scan.texts
         tokens = scan.tokens
+        spans = scan.spans
         for name in ("content", "title", "author", "category", "link", "feed"):
             text = texts[name]
             if not text:
@@ -418,9 +446,16 @@ class Matcher:
                     term = reason.left if isinstance(reason, Near) else reason
                     mid = self._ids[(term.mode, term.keys)]
                     if name in scan.fields_of(term.field) and mid in scan.present[name]:
-                        if name not in tokens:
-                            tokens[name] = tokenize(text)
-                        span = self._locate(term, scan.normal.get(name), tokens[name])
+                        key = (name, mid)
+                        if key not in spans:
+                            spans[key] = self._locate(term, text, scan.normal.get(name), None)
+                            if spans[key] is None:
+                                if name not in tokens:
+                                    tokens[name] = tokenize(text)
+                                spans[key] = self._locate(
+                                    term, "", scan.normal.get(name), tokens[name]
+                                )
+                        span = spans[key]
                 if span:
                     return snippet(text, span[0], span[1], SNIPPET_WIDTH)
         body = texts["content"] or texts["title"]

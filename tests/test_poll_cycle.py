@@ -10,7 +10,6 @@ import tracemalloc
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from conftest import Clock, Item, rss
 from test_fetch import Bomb, RawServer, Request, head, redirect, reply
@@ -129,5 +128,54 @@ def test_one_cycle_of_hostile_feeds(tmp_path: Path) -> None:
         store.close()
 
 
-def _unused(*args: Any) -> None:  # keeps linters quiet about optional helpers
-    return None
+def test_a_flapping_feed_never_floods_the_operator(tmp_path: Path) -> None:
+    """200, 500, 200, 500...: every poll is recorded, errors reset on each success, and
+    with a threshold of 2 failures in a row no notice is ever sent."""
+    clock = Clock()
+    store = Store(tmp_path / "db.sqlite")
+    calls = {"n": 0}
+    good = reply(200, GOOD, [("Content-Type", "application/rss+xml")])
+    bad = reply(500, b"oops")
+
+    async def flap(request: Request, writer: asyncio.StreamWriter) -> None:
+        calls["n"] += 1
+        await (good if calls["n"] % 2 else bad)(request, writer)
+
+    async def main() -> list[str]:
+        outcomes = []
+        matcher = Matcher([Rule(name="troops", condition=parse_query("troops"))])
+
+        async def parse(
+            feed: str, url: str, body: bytes, headers: Mapping[str, str]
+        ) -> list[Article]:
+            return parse_feed(feed, url, body, headers)
+
+        async with (
+            RawServer({"/flap.xml": flap}) as server,
+            Fetcher(allow_private=["127.0.0.0/8"], timeout=1.0, now=clock) as fetcher,
+        ):
+            ctx = PollContext(
+                store=store,
+                fetch=fetcher.fetch,
+                parse=parse,
+                default_channels=("chat",),
+                now=clock,
+                operator_channels=("ops",),
+                health_failures=2,
+            )
+            feed = FeedConfig("flap", server.url("/flap.xml"), interval=60)
+            for _ in range(8):
+                result = await poll_feed(feed, matcher, ctx)
+                outcomes.append(result.outcome)
+                assert result.next_poll is not None
+                clock.advance((result.next_poll - clock()).total_seconds())
+        return outcomes
+
+    try:
+        outcomes = asyncio.run(main())
+        assert outcomes == ["ok", "error"] * 4
+        assert store.db.execute("SELECT count(*) FROM notices").fetchone()[0] == 0
+        assert store.counts()["hits"] == 1  # the one article, alerted once
+        assert store.feed_state("flap")["consecutive_errors"] == 1
+    finally:
+        store.close()
