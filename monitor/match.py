@@ -106,6 +106,9 @@ class _Scan:
     default: set[int] = field(default_factory=set)
     #: Tokenised fields (words with their spans), for snippets; filled on demand.
     tokens: dict[str, Any] = field(default_factory=dict)
+    #: The automaton patterns of each matchable (Matcher._patterns).
+    patterns: list[list[str]] = field(default_factory=list)
+    _positions: dict[tuple[str, int], list[int]] = field(default_factory=dict)
     #: Where each (field, matchable) first occurs in the raw text; filled on demand.
     spans: dict[tuple[str, int], tuple[int, int] | None] = field(default_factory=dict)
     _regex_cache: dict[tuple[Regex, str | None], bool] = field(default_factory=dict)
@@ -126,10 +129,21 @@ class _Scan:
         return self._regex_cache[key]
 
     def positions(self, mid: int, name: str) -> list[int]:
-        """Word indices where matchable ``mid`` starts in field ``name``."""
-        mode, keys = self.matchables[mid]
-        seq = self.normal[name].split()
-        return [i for i in range(len(seq)) if phrase_at(seq, i, keys, mode)]
+        """Word indices where matchable ``mid`` starts in field ``name`` (cached)."""
+        key = (name, mid)
+        found = self._positions.get(key)
+        if found is None:
+            normal = self.normal[name]
+            starts: set[int] = set()
+            for pattern in self.patterns[mid]:
+                at = normal.find(pattern)
+                while at != -1:
+                    starts.add(at)
+                    at = normal.find(pattern, at + 1)
+            # The pattern starts at the space before its first word.
+            found = sorted(normal.count(" ", 0, at + 1) - 1 for at in starts)
+            self._positions[key] = found
+        return found
 
 
 class Matcher:
@@ -326,7 +340,16 @@ class Matcher:
                     found.update(groups)
             present[name] = found
         default = present["title"] | present["content"]
-        return _Scan(article, texts, normal, present, self._matchables, self._regexes, default)
+        return _Scan(
+            article,
+            texts,
+            normal,
+            present,
+            self._matchables,
+            self._regexes,
+            default,
+            patterns=self._patterns,
+        )
 
     def match(self, article: Article) -> list[Hit]:
         """Every enabled rule that matches ``article``, in rule order."""

@@ -28,6 +28,8 @@ from monitor.models import FIELDS, AllOf, AnyOf, Condition, Near, Not, Regex, Te
 from monitor.text import term_keys
 
 MAX_NEAR = 100
+#: Largest number of word pairs a NEAR between two OR-groups may expand to.
+MAX_NEAR_PAIRS = 64
 #: Deepest nesting of parentheses and NOTs: keeps parsing and evaluation shallow.
 MAX_DEPTH = 50
 MAX_REGEX = 1000
@@ -200,16 +202,25 @@ class _Parser:
         if self.peek().kind in ("END", ")", "OR", "AND", "NOT", "NEAR"):
             raise QueryError("NEAR needs a term on both sides: troops NEAR/5 border", tok.offset)
         right = self.primary()
-        if not isinstance(left, Term) or not isinstance(right, Term):
+        lefts, rights = _near_operand(left), _near_operand(right)
+        if lefts is None or rights is None:
             raise QueryError(
-                "NEAR joins two words or phrases, not groups or regular expressions",
+                "NEAR joins words, phrases or OR-groups of them, not AND/NOT groups or "
+                "regular expressions",
                 tok.offset,
             )
         if self.peek().kind == "NEAR":
             raise QueryError(
                 "chain NEAR with AND instead: (a NEAR/5 b) AND (b NEAR/5 c)", self.peek().offset
             )
-        return Near(left, right, distance)
+        if len(lefts) * len(rights) > MAX_NEAR_PAIRS:
+            raise QueryError(
+                f"NEAR between groups makes more than {MAX_NEAR_PAIRS} pairs; split the rule",
+                tok.offset,
+            )
+        # (a OR b) NEAR/5 c means (a NEAR/5 c) OR (b NEAR/5 c).
+        pairs = [Near(a, b, distance) for a in lefts for b in rights]
+        return pairs[0] if len(pairs) == 1 else AnyOf(tuple(pairs))
 
     def primary(self) -> Condition:
         tok = self.take()
@@ -240,6 +251,21 @@ class _Parser:
         raise QueryError(f"expected a term, found {tok.value!r}", tok.offset)
 
 
+def _near_operand(cond: Condition) -> list[Term] | None:
+    """The terms a NEAR side stands for: a term, or an OR-group of terms (nested)."""
+    if isinstance(cond, Term):
+        return [cond]
+    if isinstance(cond, AnyOf):
+        out: list[Term] = []
+        for child in cond.children:
+            terms = _near_operand(child)
+            if terms is None:
+                return None
+            out.extend(terms)
+        return out
+    return None
+
+
 def _scope(cond: Condition, field: str) -> Condition:
     """Give every term without a field of its own the field of the enclosing group."""
     if isinstance(cond, Term | Regex):
@@ -255,6 +281,12 @@ def _scope(cond: Condition, field: str) -> Condition:
 
 
 def make_term(text: str, modifier: str, field: str | None, offset: int = 0) -> Term:
+    if "*" in text or "~" in text:
+        raise QueryError(
+            f"{text!r}: * and ~ go at the end of a term (sanction*, sanction~, "
+            '"troop move"~); they cannot stand inside it',
+            offset,
+        )
     mode: TermMode = {"*": "prefix", "~": "stem"}.get(modifier, "word")  # type: ignore[assignment]
     keys = term_keys(text, mode)
     if not keys:

@@ -68,3 +68,12 @@ def test_every_rule_key_is_documented() -> None:
 
     for key in RULE_KEYS:
         assert f"`{key}`" in RULES_DOC or f"{key}:" in RULES_DOC, key
+
+
+def test_every_query_in_the_docs_parses() -> None:
+    readme = (ROOT / "README.md").read_text()
+    queries = re.findall(r"^\s*match: (.+)$", RULES_DOC + readme, flags=re.MULTILINE)
+    queries += re.findall(r"`match: ([^`]+)`", RULES_DOC)
+    assert len(queries) >= 3
+    for query in queries:
+        assert parse_query(query.split("  #")[0].strip()), query

@@ -161,6 +161,9 @@ def test_near() -> None:
     assert not fires(m, "Troops " + "x " * 10 + "border")
     assert not fires(m, "Troops", "border")  # the two must be in the same field
     assert fires(q('"armoured column" NEAR/3 border'), "An armoured column near the border")
+    groups = q("(troops OR soldiers) NEAR/3 (border OR frontier)")
+    assert fires(groups, "Soldiers at the frontier") and fires(groups, "troops by the border")
+    assert not fires(groups, "Soldiers " + "x " * 5 + "frontier")
     assert not fires(q('"armoured column" NEAR/2 border'), "An armoured column near the border")
 
 

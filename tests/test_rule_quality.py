@@ -31,9 +31,10 @@ def test_sample_articles_fire_the_rules_the_client_expects() -> None:
 def test_precision_and_recall_on_labelled_headlines_stay_high() -> None:
     scores, total, count = evaluate(ROOT / "rules", ROOT / "tests/data/headlines.yaml")
     assert count >= 80
-    # Floors just under today's figures (0.975 / 0.762): a rule edit that costs
-    # precision or recall fails here and must be argued for.
-    assert total.precision >= 0.95, [s.false_alarms for s in scores.values()]
-    assert total.recall >= 0.74
+    # Floors under today's figures (1.000 / 1.000; the rules were tuned with this set in
+    # view, so it flatters them): a rule edit that costs precision or recall fails here
+    # and must be argued for.
+    assert total.precision >= 0.97, [s.false_alarms for s in scores.values()]
+    assert total.recall >= 0.9, [s.misses for s in scores.values()]
     for name, score in scores.items():
         assert score.precision >= 0.9, (name, score.false_alarms)
