@@ -247,6 +247,16 @@ class _Reader:
                 feeds.append(FeedConfig(name, url, interval, enabled, tags, silence))
         return feeds
 
+    def channel_list(
+        self, data: YamlMap, key: str, label: str, defined: set[str]
+    ) -> tuple[str, ...]:
+        """A list of channel names that must all be defined under `channels:`."""
+        listed = self.names(data, key)
+        for name in listed:
+            if name not in defined:
+                self.error(f"{label} {name!r} is not defined under `channels:`", data.pos(key))
+        return listed
+
     def names(self, data: YamlMap, key: str) -> tuple[str, ...]:
         value = data.get(key, [])
         if isinstance(value, str):
@@ -345,28 +355,8 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
             channels.append(ChannelConfig(name, url, tags))
     names = {c.name for c in channels}
 
-    defaults = data.get("default_channels", [])
-    if isinstance(defaults, str):
-        defaults = [defaults]
-    if not isinstance(defaults, list) or not all(isinstance(d, str) for d in defaults):
-        reader.error(
-            "`default_channels` must be a list of channel names", data.pos("default_channels")
-        )
-        defaults = []
-    for name in defaults:
-        if name not in names:
-            reader.error(
-                f"default channel {name!r} is not defined under `channels:`",
-                data.pos("default_channels"),
-            )
-
-    operators = reader.names(data, "operator_channels")
-    for name in operators:
-        if name not in names:
-            reader.error(
-                f"operator channel {name!r} is not defined under `channels:`",
-                data.pos("operator_channels"),
-            )
+    defaults = reader.channel_list(data, "default_channels", "default channel", names)
+    operators = reader.channel_list(data, "operator_channels", "operator channel", names)
     health = reader.mapping(data, "health")
     reader.unknown(health, HEALTH_KEYS, "`health`")
     failures = health.get("failures", 5)
@@ -413,7 +403,7 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
         rules_dir=rules_dir,
         feeds=tuple(feeds),
         channels=tuple(channels),
-        default_channels=tuple(defaults),
+        default_channels=defaults,
         fetch_timeout=reader.duration(fetch, "timeout", 30.0, 0.1),
         jitter=reader.duration(fetch, "jitter", 5.0, 0.0),
         user_agent=reader.string(fetch, "user_agent", "") or "",
