@@ -421,39 +421,31 @@ class Matcher:
             self._locators[mid] = found
         return found
 
-    def _locate(
-        self, term: Term, text: str, normal: str | None, tokens: Any
-    ) -> tuple[int, int] | None:
-        """Character span of the first occurrence of ``term`` in a field's original text."""
-        m = self._locator(self._ids[(term.mode, term.keys)]).search(text)
+    def _locate(self, mid: int, text: str, scan: _Scan, name: str) -> tuple[int, int] | None:
+        """Character span of the first occurrence of matchable ``mid`` in a field's text."""
+        m = self._locator(mid).search(text)
         if m is not None:
             return m.start(), m.end()
         # Spelled with accents or other folded characters: find it word by word.
-        if tokens is None:
-            return None
-        words = tokens.words
-        if normal is not None:
-            starts = [
-                i
-                for p in self._patterns[self._ids[(term.mode, term.keys)]]
-                if (i := normal.find(p)) != -1
-            ]
-            if starts:
-                index = normal.count(" ", 0, min(starts) + 1) - 1
-                if phrase_at(list(words[index : index + len(term.keys)]), 0, term.keys, term.mode):
-                    return tokens.spans[index][0], tokens.spans[index + len(term.keys) - 1][1]
+        if name not in scan.tokens:
+            scan.tokens[name] = tokenize(text)
+        tokens = scan.tokens[name]
+        mode, keys = self._matchables[mid]
+        seq = list(tokens.words)
+        starts = scan.positions(mid, name)
+        if starts and phrase_at(seq, starts[0], keys, mode):
+            index = starts[0]
+            return tokens.spans[index][0], tokens.spans[index + len(keys) - 1][1]
         # The tokeniser and the normaliser disagree on this text (rare Unicode): scan.
-        seq = list(words)
         for i in range(len(seq)):
-            if phrase_at(seq, i, term.keys, term.mode):
-                return tokens.spans[i][0], tokens.spans[i + len(term.keys) - 1][1]
+            if phrase_at(seq, i, keys, mode):
+                return tokens.spans[i][0], tokens.spans[i + len(keys) - 1][1]
         return None
 
     def _snippet(self, reasons: list[Term | Regex | Near], scan: _Scan) -> str:
         """Text around the first reason in rule order (rules list their topic words first,
         context words after), preferring the body: the title is shown anyway."""
         texts = scan.texts
-        tokens = scan.tokens
         spans = scan.spans
         for name in ("content", "title", "author", "category", "link", "feed"):
             text = texts[name]
@@ -471,13 +463,7 @@ class Matcher:
                     if name in scan.fields_of(term.field) and mid in scan.present[name]:
                         key = (name, mid)
                         if key not in spans:
-                            spans[key] = self._locate(term, text, scan.normal.get(name), None)
-                            if spans[key] is None:
-                                if name not in tokens:
-                                    tokens[name] = tokenize(text)
-                                spans[key] = self._locate(
-                                    term, "", scan.normal.get(name), tokens[name]
-                                )
+                            spans[key] = self._locate(mid, text, scan, name)
                         span = spans[key]
                 if span:
                     return snippet(text, span[0], span[1], SNIPPET_WIDTH)

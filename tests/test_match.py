@@ -292,3 +292,10 @@ def test_surface_forms_are_complete(word: str) -> None:
         if keys:
             term_ = Term(word, keys, None, mode)  # type: ignore[arg-type]
             assert fires(Matcher([rule("r", term_)]), word), (word, mode, keys)
+
+
+def test_snippet_finds_terms_spelled_with_accents() -> None:
+    m = Matcher([rule("z", term("zelensky"))])
+    body = "Intro. " * 40 + "President Zélensky met the envoys in Kyiv. " + "More. " * 40
+    [hit] = m.match(article("Talks", body))
+    assert "Zélensky met the envoys" in hit.snippet
