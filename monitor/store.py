@@ -249,7 +249,7 @@ class Store:
         URLs are stored masked: credentials in feed URLs never reach the database file.
         """
         ok = error is None
-        with self.db.conn:
+        with self.db.atomic():
             self.db.execute(
                 """
                 INSERT INTO feeds (name, url, last_fetch, last_outcome) VALUES (?, ?, ?, ?)
@@ -293,7 +293,7 @@ class Store:
         if not flags or set(flags) - allowed:
             raise ValueError(f"flags must be among {sorted(allowed)}")
         assignments = ", ".join(f"{k} = ?" for k in flags)
-        with self.db.conn:
+        with self.db.atomic():
             self.db.execute(
                 f"UPDATE feeds SET {assignments} WHERE name = ?", [*flags.values(), name]
             )
@@ -332,7 +332,7 @@ class Store:
         seen = stamp(now)
         delivery_ids: list[int] = []
         try:
-            with self.db.conn:
+            with self.db.atomic():
                 for article, hits in matched:
                     cursor = self.db.execute(
                         """INSERT INTO articles (feed, uid, title, link, summary, content,
@@ -389,7 +389,7 @@ class Store:
 
     def record_rules(self, rules: Iterable[Rule], now: datetime) -> None:
         """Remember the ruleset the daemon now runs: exactly these versions are active."""
-        with self.db.conn:
+        with self.db.atomic():
             self.db.execute("UPDATE rule_versions SET active = 0 WHERE active = 1")
             for rule in rules:
                 self.db.execute(
@@ -541,7 +541,7 @@ class Store:
         now: datetime,
     ) -> int:
         """Store a system notice and one pending delivery per channel, in one transaction."""
-        with self.db.conn:
+        with self.db.atomic():
             cursor = self.db.execute(
                 """INSERT INTO notices (kind, subject, title, body, created_at)
                    VALUES (?, ?, ?, ?, ?)""",
@@ -557,7 +557,7 @@ class Store:
         return notice_id
 
     def mark_sent(self, delivery_id: int, now: datetime) -> None:
-        with self.db.conn:
+        with self.db.atomic():
             self.db.execute(
                 """UPDATE deliveries SET status = 'sent', sent_at = ?, last_error = NULL,
                    attempts = attempts + 1 WHERE id = ?""",
@@ -565,7 +565,7 @@ class Store:
             )
 
     def mark_failed(self, delivery_id: int, error: str, retry_at: datetime) -> None:
-        with self.db.conn:
+        with self.db.atomic():
             self.db.execute(
                 """UPDATE deliveries SET attempts = attempts + 1, last_error = ?,
                    next_attempt_at = ? WHERE id = ?""",

@@ -437,3 +437,25 @@ def test_failing_feed_backs_off_and_tells_the_operator_once_then_recovery(
     state = store.feed_state("flaky")
     assert state["consecutive_errors"] == 0 and state["failing_alerted"] == 0
     assert state["last_error"] is None and state["next_poll"] is not None
+
+
+def test_an_article_its_hits_and_deliveries_are_one_transaction(store: Store) -> None:
+    from monitor.models import Hit
+
+    statements: list[str] = []
+    store.db.conn.set_trace_callback(lambda sql: statements.append(sql.split()[0].upper()))
+    hit = Hit(
+        rule="r",
+        rule_version="v",
+        severity="normal",
+        terms=("x",),
+        snippet="s",
+        channels=("chat", "mail"),
+    )
+    articles = [(Article(feed="f", uid=str(i), title="t", link="l"), [hit]) for i in range(3)]
+    store.save(articles, datetime(2026, 3, 2, tzinfo=UTC))
+    store.db.conn.set_trace_callback(None)
+    writes = [s for s in statements if s in ("BEGIN", "SAVEPOINT", "COMMIT", "RELEASE", "INSERT")]
+    assert writes.count("INSERT") == 12  # 3 articles, 3 hits, 6 deliveries
+    assert writes[0] in ("BEGIN", "SAVEPOINT") and writes[-1] in ("COMMIT", "RELEASE")
+    assert writes.count("COMMIT") + writes.count("RELEASE") == 1
