@@ -23,7 +23,7 @@ then times three matchers that must return identical hits (article, rule name):
   this baseline is a generous one.
 
 The baselines are written here, independently of ``monitor.match``; they share with it
-only ``normalize`` and ``surface_forms`` (the definition of what a term matches) and RE2
+only ``field_texts``, ``normalize`` and ``surface_forms`` (what a term matches, where) and RE2
 (plain) or Python ``re`` (naive) for regular expressions. Ours and plain run interleaved,
 chunk by chunk, over the full corpus so machine noise hits both alike. Memory is measured
 in a fresh subprocess per size: RSS from /proc/self/status before and after building the
@@ -53,7 +53,7 @@ from typing import Any
 
 import ahocorasick
 
-from monitor.match import Matcher
+from monitor.match import Matcher, field_texts
 from monitor.models import AllOf, AnyOf, Article, Condition, Near, Not, Regex, Rule, Term
 from monitor.query import compile_regex, parse_query, parse_term
 from monitor.text import normalize, surface_forms, word_frequencies
@@ -549,14 +549,8 @@ def make_rules(world: World, count: int, seed: int) -> list[Rule]:
 
 
 def raw_fields(article: Article) -> dict[str, str]:
-    return {
-        "title": article.title,
-        "content": "\n".join(p for p in (article.summary, article.content) if p),
-        "author": article.author,
-        "category": "\n".join(article.categories),
-        "feed": article.feed,
-        "link": article.link,
-    }
+    # What each field holds is part of what a term matches, shared like normalize().
+    return field_texts(article)
 
 
 def fields_of(name: str | None) -> tuple[str, ...]:
