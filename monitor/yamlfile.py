@@ -225,13 +225,18 @@ def load_yaml(path: Path) -> Any:
         raise
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or "invalid YAML"
+        problem = f"invalid YAML: {exc.problem or 'syntax error'}"
         if "expected a single document" in str(exc):
-            problem = "several YAML documents ('---') in one file; keep one document per file"
+            problem = (
+                "invalid YAML: several YAML documents ('---') in one file; "
+                "keep one document per file"
+            )
+        elif "maximum nesting depth" in problem:  # PyYAML >= 6.0.4 bounds nesting itself
+            problem = "YAML nested too deeply; flatten the lists"
         elif "could not determine a constructor" in problem:
             problem = f"{problem}; tags like !!python/... are not allowed, write plain values"
         raise ConfigError(
-            f"invalid YAML: {problem}",
+            problem,
             name,
             mark.line + 1 if mark else None,
             mark.column + 1 if mark else None,
