@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/poll_bench.py [--feeds 1000] [--items 50]
         [--contenders ours,reader,httpx,httpx+feedparser] [--rounds 1]
-        [--concurrency 50] [--parse-workers 2] [--reader-workers 1]
+        [--concurrency 20] [--parse-workers 2] [--reader-workers 1]
         [--reader-python /tmp/reader-venv/bin/python] [--gzip] [--profile] [--json FILE]
 
 One run serves ``--feeds`` generated RSS feeds of ``--items`` news items each (title,
@@ -492,7 +492,7 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
     from monitor.match import Matcher
     from monitor.models import FeedConfig
     from monitor.parse import ParsePool
-    from monitor.pipeline import PollContext, poll_feed
+    from monitor.pipeline import PollContext, in_flight, poll_feed
     from monitor.ruleset import load_rules, resolve_references
     from monitor.store import Store
 
@@ -529,6 +529,7 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
         parse=pool.parse,
         default_channels=("terminal",),
         now=lambda: datetime.now(UTC),
+        slots=in_flight(args.concurrency, args.parse_workers),
     )
     out: dict[str, Any] = {
         "config": f"per_host=total={args.concurrency}, parse workers={args.parse_workers}",
@@ -972,7 +973,9 @@ def main() -> None:
         "--contenders", default=",".join(CONTENDERS), help="comma-separated, in run order"
     )
     parser.add_argument("--rounds", type=int, default=1, help="runs of each contender")
-    parser.add_argument("--concurrency", type=int, default=50, help="fetches at once")
+    parser.add_argument(
+        "--concurrency", type=int, default=20, help="fetches at once (the daemon's fetch.total)"
+    )
     parser.add_argument("--parse-workers", type=int, default=2, help="ParsePool workers")
     parser.add_argument("--reader-workers", type=int, default=1, help="update_feeds workers")
     parser.add_argument("--reader-python", default=DEFAULT_READER_PYTHON)

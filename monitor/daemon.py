@@ -35,7 +35,7 @@ from monitor.fetch import Fetcher
 from monitor.match import Matcher
 from monitor.models import FeedConfig
 from monitor.parse import ParsePool
-from monitor.pipeline import PollContext, poll_feed
+from monitor.pipeline import PollContext, in_flight, poll_feed
 from monitor.ruleset import load_rules, resolve_references, rule_files
 from monitor.store import Store
 from monitor.text import word_frequencies
@@ -206,6 +206,7 @@ class Daemon:
             health_failures=self.settings.health_failures,
             health_silence=self.settings.health_silence,
             max_backoff=self.settings.fetch_max_backoff,
+            slots=in_flight(settings.fetch_total, settings.parse_workers),
         )
         scheduler = AsyncIOScheduler(timezone=UTC)
         feeds = [f for f in self.settings.feeds if f.enabled]

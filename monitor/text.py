@@ -234,9 +234,24 @@ def tokenize(text: str) -> Tokens:
     return Tokens(tuple(found), tuple(spans))
 
 
+class _KeyCache(dict[str, str]):
+    """word -> word_key(word), filled on first use. News vocabulary is small, so nearly
+    every lookup hits, and ``map(cache.__getitem__, ...)`` runs at C speed."""
+
+    def __missing__(self, word: str) -> str:
+        if len(self) > 200_000:
+            self.clear()  # a feed of random tokens must not grow it without bound
+        key = self[word] = word_key(word)
+        return key
+
+
+_KEYS = _KeyCache()
+
+
 def content_hash(*parts: str) -> str:
     """A short stable hash of normalised text: equal for copies that differ in case/spacing."""
-    normal = " ".join(" ".join(word_key(w) for w in words(p)) for p in parts)
+    lookup = _KEYS.__getitem__
+    normal = " ".join(" ".join(map(lookup, words(p))) for p in parts)
     return hashlib.sha256(normal.encode()).hexdigest()[:32]
 
 

@@ -24,6 +24,8 @@ from typing import Any
 import parse_hooks
 import pytest
 from conftest import Item, rss, wait_for
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import monitor.parse
 from monitor.errors import FeedError
@@ -257,6 +259,97 @@ def test_html_becomes_text_and_scripts_are_dropped() -> None:
     )
     assert article.title == "A bold move"  # one line
     assert article.summary == "Troops massing\none\ntwo"
+
+
+# Pieces of feed HTML, plain and awkward: the fast path must agree with HTMLParser on
+# every mix of them, or step aside.
+_HTML_PIECES = [
+    "Troops",
+    " massing ",
+    "near\n",
+    "\t",
+    "\xa0",
+    "the border.",
+    "&amp;",
+    "&lt;",
+    "&gt;",
+    "&#39;",
+    "&#x41;",
+    "&nbsp;",
+    "&eacute;",
+    "&am",
+    "p;",
+    "&",
+    "&bogus;",
+    ";",
+    ">",
+    "=",
+    "'",
+    '"',
+    "<p>",
+    "</p>",
+    "<P>",
+    "</P >",
+    "<br>",
+    "<br/>",
+    "<BR />",
+    "<b>",
+    "</b>",
+    '<a href="https://x.example/?a=1&amp;b=2">',
+    "</a>",
+    "<div class='lede'>",
+    "</div>",
+    "<img src=x.png alt=photo>",
+    '<img alt="a>b">',
+    "<li>",
+    "<ul>",
+    "</ul>",
+    "<h2>",
+    "<o:p>",
+    "</o:p>",
+    "<my-tag>",
+    "<",
+    "< b",
+    "<3",
+    "</",
+    "<!-- c -->",
+    "<![CDATA[x]]>",
+    "<!DOCTYPE html>",
+    "<script>",
+    "x<y",
+    "</script>",
+    "<style>",
+    "p{}",
+    "</style>",
+    "<applet>",
+    "<title>",
+    "</title>",
+    "<textarea>",
+    "<?php x ?>",
+    "<table>",
+    "<tr>",
+    "</tr>",
+    "<a b c=d e>",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_HTML_PIECES), max_size=30))
+def test_fast_html_to_text_agrees_with_htmlparser(pieces: list[str]) -> None:
+    value = "".join(pieces)
+    fast = monitor.parse._plain_html_text(value)
+    if fast is not None:
+        tidy = monitor.parse._tidy
+        assert tidy(fast, MAX_FIELD, False) == tidy(
+            monitor.parse._parsed_html_text(value), MAX_FIELD, False
+        )
+
+
+def test_fast_html_path_takes_plain_feed_html_and_leaves_the_rest() -> None:
+    plain = '<p>Troops <b>massing</b> &amp; <a href="https://x.example/">more</a></p><br/>x'
+    assert monitor.parse._plain_html_text(plain) == "\nTroops massing & more\n\n\nx"
+    for awkward in ("a <script>x</script>", "<!-- c -->", "1 < 2", "<o:p>x</o:p>"):
+        assert monitor.parse._plain_html_text(awkward) is None
 
 
 @pytest.mark.parametrize("kind", ["rss", "json"])
