@@ -211,6 +211,66 @@ def hits(config_path: Path, limit: int, rule: str | None, as_json: bool) -> None
         click.echo(f"    matched: {', '.join(row['terms'])}")
         click.echo(f"    why:     {row['snippet']}")
         click.echo(f"    link:    {row['link']}   sent: {row['deliveries'] or '-'}")
+        if row["story_id"] is not None:
+            click.echo(f"    story:   #{row['story_id']} ({row['story_sources']} sources)")
+
+
+@main.command()
+@config_option
+@click.argument("story_id", required=False, type=int)
+@click.option("-n", "--limit", default=20, show_default=True, help="How many stories to show.")
+@click.option(
+    "--min-sources", default=1, show_default=True, help="Only stories this widely carried."
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON, for scripts.")
+def stories(
+    config_path: Path, story_id: int | None, limit: int, min_sources: int, as_json: bool
+) -> None:
+    """List recent stories (one event reported by several outlets) with their source
+    counts, most recently active first; with STORY_ID, that story's articles and hits.
+
+    Works while the daemon runs (read-only connection).
+
+    \b
+    Example:
+      news-monitor stories --min-sources 3
+      news-monitor stories 42
+      news-monitor stories --json | jq '.[] | select(.sources >= 5) | .title'
+    """
+    from monitor.store import Store
+
+    settings = _settings(config_path)
+    try:
+        store = Store(settings.database, readonly=True)
+        rows = store.stories(limit=limit, min_sources=min_sources, story_id=story_id)
+        store.close()
+    except MonitorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if story_id is not None and not rows:
+        raise click.ClickException(f"no story #{story_id}; `news-monitor stories` lists them")
+    if as_json:
+        click.echo(
+            json.dumps(rows[0] if story_id is not None else rows, indent=2, ensure_ascii=False)
+        )
+        return
+    if not rows:
+        click.echo("No stories yet.")
+        return
+    for row in rows:
+        sources = f"{row['sources']} source{'s' if row['sources'] != 1 else ''}"
+        click.echo(
+            f"#{row['id']}  {click.style(sources, bold=True)}  {row['title']}  "
+            f"({row['articles']} articles, {row['hits']} hits; "
+            f"{row['first_seen']} .. {row['last_seen']})"
+        )
+        click.echo(f"    {', '.join(row['outlets'])}")
+        for article in row.get("articles_list", []):
+            rules = f"  hits: {article['rules']}" if article["rules"] else ""
+            click.echo(
+                f"    {article['seen_at']}  [{article['feed']}] {article['source']}: "
+                f"{article['title']}{rules}"
+            )
+            click.echo(f"        {article['link']}")
 
 
 def _highlight(text: str, marks: tuple[tuple[int, int], ...], color: bool) -> str:

@@ -30,10 +30,12 @@ TOP_KEYS = (
     "operator_channels",
     "health",
     "parse",
+    "stories",
 )
 FEED_KEYS = ("name", "url", "interval", "enabled", "tags", "silence")
 HEALTH_KEYS = ("failures", "silence")
 PARSE_KEYS = ("workers", "deadline", "memory_limit")
+STORIES_KEYS = ("quiet",)
 CHANNEL_KEYS = ("url", "tags")
 FETCH_KEYS = (
     "timeout",
@@ -111,6 +113,8 @@ class Settings:
     health_failures: int = 5
     #: Default period without new articles before the operator is told; 0 = never.
     health_silence: float = 0.0
+    #: A story with no new article for this long is closed: later articles start anew.
+    story_quiet: float = 2 * 86400.0
 
     def channel(self, name: str) -> ChannelConfig | None:
         return next((c for c in self.channels if c.name == name), None)
@@ -397,6 +401,8 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
         max_bytes = 15 * 2**20
     delivery = reader.mapping(data, "delivery")
     reader.unknown(delivery, DELIVERY_KEYS, "`delivery`")
+    stories = reader.mapping(data, "stories")
+    reader.unknown(stories, STORIES_KEYS, "`stories`")
     settings = Settings(
         path=path,
         database=database,
@@ -424,6 +430,7 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
         operator_channels=operators,
         health_failures=failures,
         health_silence=reader.duration(health, "silence", 0.0, 0.0),
+        story_quiet=reader.duration(stories, "quiet", 2 * 86400.0, 60.0),
     )
     if reader.errors:
         raise ConfigErrors(reader.errors)

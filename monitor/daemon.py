@@ -38,6 +38,7 @@ from monitor.parse import ParsePool
 from monitor.pipeline import PollContext, in_flight, poll_feed
 from monitor.ruleset import load_rules, resolve_references, rule_files
 from monitor.store import Store
+from monitor.stories import Vocabulary, frequencies
 from monitor.text import word_frequencies
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,8 @@ class Daemon:
         self._wakes: set[asyncio.Event] = set()
         self._polls: set[asyncio.Task[object]] = set()
         self._store: Store | None = None
+        #: Word rarity of recent articles, for story clustering; refreshed hourly.
+        self.vocabulary = Vocabulary()
 
     def request_stop(self, reason: str = "signal") -> None:
         if not self._stop.is_set():
@@ -160,6 +163,15 @@ class Daemon:
             return None
         texts = self._store.recent_texts(FREQUENCY_SAMPLE)
         return word_frequencies(texts) if len(texts) >= FREQUENCY_MINIMUM else None
+
+    async def _prune_stories(self, store: Store) -> None:
+        # On the event loop, like the polls: the store's connection is not shared.
+        self.vocabulary.update(frequencies(store.recent_texts(Vocabulary.REFRESH_EVERY)))
+        forgotten = store.prune_story_index(
+            self.now() - timedelta(seconds=self.settings.story_quiet)
+        )
+        if forgotten:
+            log.info("stories_pruned articles=%d (their stories are quiet)", forgotten)
 
     async def _check_rules(self) -> None:
         # A coroutine, so APScheduler runs it on the event loop (a plain function would
@@ -207,6 +219,8 @@ class Daemon:
             health_silence=self.settings.health_silence,
             max_backoff=self.settings.fetch_max_backoff,
             slots=in_flight(settings.fetch_total, settings.parse_workers),
+            story_quiet=timedelta(seconds=settings.story_quiet),
+            vocabulary=self.vocabulary,
         )
         scheduler = AsyncIOScheduler(timezone=UTC)
         feeds = [f for f in self.settings.feeds if f.enabled]
@@ -223,6 +237,14 @@ class Daemon:
                 misfire_grace_time=None,
             )
         scheduler.add_job(
+            self._prune_stories,
+            IntervalTrigger(hours=1),
+            args=[store],
+            id="stories:prune",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.add_job(
             self._check_rules,
             IntervalTrigger(seconds=self.settings.reload_interval),
             id="rules:reload",
@@ -236,6 +258,7 @@ class Daemon:
             len(self.channels),
             self.settings.database,
         )
+        await self._prune_stories(store)  # and word rarity for clustering, before any poll
         scheduler.start()
         # One delivery loop per channel, so a slow or dead channel (SMTP throttling, a
         # timeout) never holds up the others; one more for rows of unknown channels.

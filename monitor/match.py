@@ -35,6 +35,7 @@ from monitor.models import (
     Not,
     Regex,
     Rule,
+    StoryPolicy,
     Term,
     TermMode,
 )
@@ -322,6 +323,11 @@ class Matcher:
         if not known:
             return None
         return min(known, key=lambda t: (sum(self._rarity(m) for m in t), len(t)))
+
+    @property
+    def policies(self) -> dict[str, StoryPolicy]:
+        """Rule name -> its story policy (what the store needs to decide alerts)."""
+        return {rule.name: rule.policy for rule in self.rules}
 
     def scan(self, article: Article) -> _Scan:
         """Normalise and scan every field the ruleset looks at."""

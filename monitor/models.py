@@ -114,6 +114,19 @@ Condition = Term | Regex | Near | AnyOf | AllOf | Not
 
 
 @dataclass(frozen=True)
+class StoryPolicy:
+    """How a rule alerts on a story: the articles of many outlets about one event."""
+
+    #: One alert per story: copies from other outlets are stored as hits, not alerted.
+    #: False: every hit is alerted (still no sooner than ``min_sources`` allows).
+    once_per_story: bool = True
+    #: Alert only once this many distinct sources carry the story (corroboration).
+    min_sources: int = 1
+    #: Source counts at which a follow-up says "now N sources", ascending.
+    follow_up: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class Rule:
     """A validated rule, ready to be compiled by :mod:`monitor.match`."""
 
@@ -128,6 +141,8 @@ class Rule:
     enabled: bool = True
     #: Fire only when at least this many distinct positive terms occur (0: no minimum).
     min_terms: int = 0
+    #: When hits on a story are alerted.
+    policy: StoryPolicy = StoryPolicy()
     #: Where the rule was defined, for error messages.
     path: str = ""
     line: int = 0
@@ -231,3 +246,9 @@ class PendingDelivery:
     seen_at: str
     #: For system notices (feed health...): their text; empty for rule hits.
     notice: str = ""
+    #: The story of the hit's article, how many distinct sources carry it now, and who.
+    story_id: int | None = None
+    sources: int = 0
+    outlets: tuple[str, ...] = ()
+    #: 0 for the alert itself; N for the follow-up sent when N sources carried the story.
+    step: int = 0

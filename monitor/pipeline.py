@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from monitor.errors import FeedError
@@ -20,7 +20,8 @@ from monitor.health import feed_health
 from monitor.match import Matcher
 from monitor.models import Article, FeedConfig, FetchResult, Hit, PollResult
 from monitor.schedule import cache_hint, next_poll, rss_ttl
-from monitor.store import Store
+from monitor.store import DEFAULT_QUIET, Store
+from monitor.stories import Vocabulary, frequencies
 from monitor.text import mask_url, unstamp
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,10 @@ class PollContext:
     #: bodies and parsed articles held in memory when thousands of feeds fall due together
     #: (see :func:`in_flight`). None: unbounded.
     slots: asyncio.Semaphore | None = None
+    #: How long a story stays open to new articles after its last one.
+    story_quiet: timedelta = DEFAULT_QUIET
+    #: Word rarity of recent articles for story clustering (the daemon refreshes it).
+    vocabulary: Vocabulary = field(default_factory=Vocabulary)
 
 
 def in_flight(fetch_total: int, parse_workers: int) -> asyncio.Semaphore:
@@ -124,7 +129,15 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
         hit_count += len(hits)
         matched.append((article, hits))
     if matched:
-        store.save(matched, now())
+        store.save(
+            matched,
+            now(),
+            policies=matcher.policies,
+            quiet=ctx.story_quiet,
+            vocabulary=ctx.vocabulary,
+        )
+        if ctx.vocabulary.stale(len(new)):
+            ctx.vocabulary.update(frequencies(store.recent_texts(ctx.vocabulary.REFRESH_EVERY)))
     at = now()
     upcoming = next_poll(
         at,

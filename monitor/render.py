@@ -14,6 +14,8 @@ from monitor.models import PendingDelivery
 TITLE_LIMIT = 200
 #: Matched terms shown in an alert; the rest are counted ("+7 more").
 TERMS_SHOWN = 12
+#: Outlets named in a story line; the rest are counted.
+OUTLETS_SHOWN = 6
 _LINEBREAKS = re.compile(r"[\r\n\t\x0b\x0c\x85\u2028\u2029]+")
 
 
@@ -35,10 +37,12 @@ def render(d: PendingDelivery) -> Message:
             one_line(f"[news-monitor] {d.title}", TITLE_LIMIT),
             f"{d.notice}\nDelivery:  #{d.id}",
         )
-    title = one_line(f"[{d.rule}] {d.title}", TITLE_LIMIT)
+    follow_up = f"now {d.step} sources: " if d.step else ""
+    title = one_line(f"[{d.rule}] {follow_up}{d.title}", TITLE_LIMIT)
     lines = [
         f"Rule:      {d.rule} ({d.severity})",
         f"Article:   {one_line(d.title, 500)}",
+        *([f"Story:     {_story(d)}"] if d.story_id is not None else []),
         f"Feed:      {d.feed}",
         f"Link:      {d.link or '(none)'}",
         f"Matched:   {_terms(d.terms)}",
@@ -47,6 +51,15 @@ def render(d: PendingDelivery) -> Message:
         f"Delivery:  #{d.id}",
     ]
     return Message(title, "\n".join(lines))
+
+
+def _story(d: PendingDelivery) -> str:
+    count = f"{d.sources} source{'s' if d.sources != 1 else ''}"
+    shown = ", ".join(d.outlets[:OUTLETS_SHOWN])
+    more = len(d.outlets) - OUTLETS_SHOWN
+    if more > 0:
+        shown += f" +{more} more"
+    return f"#{d.story_id}, {count}" + (f" ({one_line(shown, 300)})" if shown else "")
 
 
 def _terms(terms: tuple[str, ...]) -> str:

@@ -29,11 +29,21 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from monitor.errors import ConfigError
-from monitor.models import SEVERITIES, AllOf, AnyOf, Condition, Not, Rule, Severity
+from monitor.models import (
+    SEVERITIES,
+    AllOf,
+    AnyOf,
+    Condition,
+    Not,
+    Rule,
+    Severity,
+    StoryPolicy,
+)
 from monitor.query import QueryError, parse_query, parse_term
 from monitor.yamlfile import YamlList, YamlMap, load_yaml, located, offset_position
 
@@ -46,6 +56,9 @@ RULE_KEYS = (
     "all",
     "none",
     "min_terms",
+    "once_per_story",
+    "min_sources",
+    "follow_up",
     "feeds",
     "channels",
     "enabled",
@@ -222,6 +235,7 @@ class _RuleBuilder:
         if isinstance(min_terms, bool) or not isinstance(min_terms, int) or min_terms < 0:
             self.error("`min_terms` must be a whole number, 0 or more", item.pos("min_terms"))
             min_terms = 0
+        policy = self._policy(item)
         if self.errors:
             return self.errors
         assert self.rule is not None
@@ -239,11 +253,42 @@ class _RuleBuilder:
             channels=channels,
             enabled=bool(enabled),
             min_terms=min_terms,
+            policy=policy,
             path=self.path,
             line=self.line,
             version=version,
             source=source,
         )
+
+    def _policy(self, item: YamlMap) -> StoryPolicy:
+        once = item.get("once_per_story", True)
+        if not isinstance(once, bool):
+            self.error("`once_per_story` must be true or false", item.pos("once_per_story"))
+            once = True
+        least = item.get("min_sources", 1)
+        if isinstance(least, bool) or not isinstance(least, int) or least < 1:
+            self.error(
+                "`min_sources` must be a whole number, 1 or more (distinct outlets that must "
+                "carry a story before it is alerted)",
+                item.pos("min_sources"),
+            )
+            least = 1
+        follow = item.get("follow_up", [])
+        if isinstance(follow, int) and not isinstance(follow, bool):
+            follow = [follow]
+        if (
+            not isinstance(follow, list)
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in follow)
+            or any(b <= a for a, b in pairwise(follow))
+            or any(n <= least for n in follow)
+        ):
+            self.error(
+                "`follow_up` must be a list of source counts, ascending and each above "
+                f"`min_sources` ({least}), e.g. [3, 5, 10]",
+                item.pos("follow_up"),
+            )
+            follow = []
+        return StoryPolicy(once_per_story=once, min_sources=least, follow_up=tuple(follow))
 
     def _string(self, item: YamlMap, key: str, default: str) -> str:
         value = item.get(key, default)

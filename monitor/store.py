@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Iterable, Iterator, Sequence
-from datetime import datetime
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,27 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from monitor.errors import StorageError
-from monitor.models import Article, Hit, PendingDelivery, Rule
+from monitor.models import Article, Hit, PendingDelivery, Rule, StoryPolicy
+from monitor.policy import story_steps
+from monitor.stories import (
+    MIN_WORDS,
+    Sketch,
+    Vocabulary,
+    best_story,
+    outlet,
+    pack,
+    sketch,
+    unpack,
+)
 from monitor.text import mask_url, stamp, unstamp
+
+#: How long a story stays open to new articles after its last one (stories.quiet).
+DEFAULT_QUIET = timedelta(days=2)
+#: Most recent index entries looked at for a new article (a bound for hostile input:
+#: reports of one event share several keys, so this is many more than they need).
+MAX_CANDIDATES = 100
+#: Articles of one story compared with a new one, at most (the newest).
+PER_STORY = 3
 
 migrations = Migrations("news-monitor")
 
@@ -157,6 +177,76 @@ def _notices(db: sqlite_utils.Database) -> None:
     db.execute("DROP TABLE deliveries")
     db.execute("ALTER TABLE deliveries_new RENAME TO deliveries")
     db.execute("CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)")
+
+
+@migrations(name="0006_stories")
+def _stories(db: sqlite_utils.Database) -> None:
+    # Articles from many outlets that report one event form a story (monitor.stories).
+    db.execute("""
+        CREATE TABLE stories (
+            id INTEGER PRIMARY KEY,
+            first_article_id INTEGER,
+            title TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            articles INTEGER NOT NULL DEFAULT 0,
+            sources INTEGER NOT NULL DEFAULT 0
+        )""")
+    db.execute("CREATE INDEX stories_last_seen ON stories (last_seen)")
+    db.execute("ALTER TABLE articles ADD COLUMN story_id INTEGER REFERENCES stories (id)")
+    # Who published it (the link's host, else the feed): distinct sources are counted.
+    db.execute("ALTER TABLE articles ADD COLUMN source TEXT NOT NULL DEFAULT ''")
+    db.execute("CREATE INDEX articles_story ON articles (story_id, source)")
+    # What clustering keeps of recent articles, pruned after the story quiet period.
+    # story_keys.id is article_id * 32 + band, so pruning is a range delete on the rowid.
+    db.execute("""
+        CREATE TABLE story_sketches (
+            article_id INTEGER PRIMARY KEY,
+            story_id INTEGER NOT NULL,
+            words BLOB NOT NULL,
+            numbers BLOB NOT NULL
+        )""")
+    db.execute("CREATE TABLE story_keys (id INTEGER PRIMARY KEY, key INTEGER NOT NULL)")
+    db.execute("CREATE INDEX story_keys_key ON story_keys (key)")
+    # The channels a hit alerts, kept so a hit held back (min_sources) can go out later.
+    db.execute("ALTER TABLE hits ADD COLUMN channels TEXT NOT NULL DEFAULT '[]'")
+    # Alert steps taken per (story, rule): 0 = the alert, N = the "now N sources" follow-up.
+    db.execute("""
+        CREATE TABLE story_alerts (
+            story_id INTEGER NOT NULL REFERENCES stories (id) ON DELETE CASCADE,
+            rule TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            hit_id INTEGER NOT NULL REFERENCES hits (id) ON DELETE CASCADE,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (story_id, rule, step)
+        )""")
+    # A hit can now have a delivery per step (its alert, then follow-ups).
+    db.execute("""
+        CREATE TABLE deliveries_new (
+            id INTEGER PRIMARY KEY,
+            hit_id INTEGER REFERENCES hits (id) ON DELETE CASCADE,
+            notice_id INTEGER REFERENCES notices (id) ON DELETE CASCADE,
+            channel TEXT NOT NULL,
+            step INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            sent_at TEXT,
+            CHECK ((hit_id IS NULL) != (notice_id IS NULL)),
+            UNIQUE (hit_id, channel, step),
+            UNIQUE (notice_id, channel)
+        )""")
+    db.execute("""
+        INSERT INTO deliveries_new (id, hit_id, notice_id, channel, status, attempts,
+                                    next_attempt_at, last_error, created_at, sent_at)
+        SELECT id, hit_id, notice_id, channel, status, attempts, next_attempt_at,
+               last_error, created_at, sent_at FROM deliveries""")
+    db.execute("DROP TABLE deliveries")
+    db.execute("ALTER TABLE deliveries_new RENAME TO deliveries")
+    db.execute("CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)")
+    db.execute("CREATE INDEX deliveries_hit ON deliveries (hit_id)")
 
 
 class Store:
@@ -326,40 +416,39 @@ class Store:
                 out.append(article)
         return out
 
-    def save(self, matched: Iterable[tuple[Article, Sequence[Hit]]], now: datetime) -> list[int]:
-        """Store articles, their hits and one pending delivery per (hit, channel) in one
-        transaction. Returns the ids of the deliveries created."""
+    def save(
+        self,
+        matched: Iterable[tuple[Article, Sequence[Hit]]],
+        now: datetime,
+        *,
+        policies: Mapping[str, StoryPolicy] | None = None,
+        quiet: timedelta = DEFAULT_QUIET,
+        vocabulary: Vocabulary | None = None,
+    ) -> list[int]:
+        """Store articles, their hits and pending deliveries in one transaction; return
+        the ids of the deliveries created.
+
+        Each article joins the open story (one with an article in the last ``quiet``) of
+        its most similar recent article, or starts one (``vocabulary``: word rarity of
+        recent articles, see monitor.stories). Deliveries follow the rules' story
+        policies (``policies``, by rule name; the default policy for others)."""
         seen = stamp(now)
+        cutoff = stamp(now - quiet)
+        policies = policies or {}
         delivery_ids: list[int] = []
         try:
             with self.db.atomic():
                 for article, hits in matched:
-                    cursor = self.db.execute(
-                        """INSERT INTO articles (feed, uid, title, link, summary, content,
-                               author, categories, published, content_hash, seen_at)
-                           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                           ON CONFLICT (feed, uid) DO NOTHING""",
-                        [
-                            article.feed,
-                            article.uid,
-                            article.title,
-                            article.link,
-                            article.summary,
-                            article.content,
-                            article.author,
-                            json.dumps(list(article.categories), ensure_ascii=False),
-                            stamp(article.published) if article.published else None,
-                            article.content_hash,
-                            seen,
-                        ],
-                    )
-                    if cursor.rowcount == 0:
+                    article_id = self._insert_article(article, seen)
+                    if article_id is None:
                         continue  # stored by an earlier poll: never matched or alerted twice
-                    article_id = cursor.lastrowid
+                    story_id, grew = self._join_story(article_id, article, seen, cutoff, vocabulary)
+                    new_hit = False
                     for hit in hits:
                         cursor = self.db.execute(
                             """INSERT INTO hits (article_id, rule, rule_version, severity,
-                                   terms, snippet, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                                   terms, snippet, channels, created_at)
+                               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                                ON CONFLICT (article_id, rule) DO NOTHING""",
                             [
                                 article_id,
@@ -368,24 +457,187 @@ class Store:
                                 hit.severity,
                                 json.dumps(list(hit.terms), ensure_ascii=False),
                                 hit.snippet,
+                                json.dumps(list(hit.channels), ensure_ascii=False),
                                 seen,
                             ],
                         )
-                        if cursor.rowcount == 0:
-                            continue
-                        hit_id = cursor.lastrowid
-                        for channel in hit.channels:
-                            cursor = self.db.execute(
-                                """INSERT INTO deliveries (hit_id, channel, next_attempt_at,
-                                       created_at) VALUES (?, ?, ?, ?)
-                                   ON CONFLICT (hit_id, channel) DO NOTHING""",
-                                [hit_id, channel, seen, seen],
-                            )
-                            if cursor.lastrowid and cursor.rowcount:
-                                delivery_ids.append(cursor.lastrowid)
+                        new_hit = new_hit or bool(cursor.rowcount)
+                    if new_hit or grew:
+                        delivery_ids += self._story_alerts(story_id, policies, seen)
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot store articles: {exc}") from exc
         return delivery_ids
+
+    def _insert_article(self, article: Article, seen: str) -> int | None:
+        cursor = self.db.execute(
+            """INSERT INTO articles (feed, uid, title, link, summary, content, author,
+                   categories, published, content_hash, seen_at, source)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (feed, uid) DO NOTHING""",
+            [
+                article.feed,
+                article.uid,
+                article.title,
+                article.link,
+                article.summary,
+                article.content,
+                article.author,
+                json.dumps(list(article.categories), ensure_ascii=False),
+                stamp(article.published) if article.published else None,
+                article.content_hash,
+                seen,
+                outlet(article.link, article.feed),
+            ],
+        )
+        return cursor.lastrowid if cursor.rowcount else None
+
+    def _join_story(
+        self,
+        article_id: int,
+        article: Article,
+        seen: str,
+        cutoff: str,
+        vocabulary: Vocabulary | None,
+    ) -> tuple[int, bool]:
+        """Put a just-stored article in a story: (story id, whether the story gained a
+        source)."""
+        text = "\n".join(p for p in (article.summary, article.content) if p)
+        new = sketch(article.title, text, vocabulary)
+        candidates: list[tuple[int, Sketch]] = []
+        if new.keys and len(new.words) >= MIN_WORDS:
+            marks = ",".join("?" * len(new.keys))
+            rows = self.db.execute(
+                f"""SELECT s.article_id, s.story_id
+                    FROM story_sketches s JOIN stories st ON st.id = s.story_id
+                    WHERE s.article_id IN (SELECT id >> 5 FROM story_keys
+                                           WHERE key IN ({marks})
+                                           ORDER BY id DESC LIMIT ?)
+                      AND st.last_seen >= ?
+                    ORDER BY s.article_id DESC""",
+                [*new.keys, MAX_CANDIDATES, cutoff],
+            ).fetchall()
+            # The newest few articles of each story are enough to compare with: a story of
+            # hundreds of copies costs no more than one of three.
+            per_story: Counter[int] = Counter()
+            chosen = []
+            for candidate, story in rows:
+                per_story[story] += 1
+                if per_story[story] <= PER_STORY:
+                    chosen.append(candidate)
+            if chosen:
+                marks = ",".join("?" * len(chosen))
+                candidates = [
+                    (r[0], Sketch(unpack(r[1]), unpack(r[2])))
+                    for r in self.db.execute(
+                        f"""SELECT story_id, words, numbers FROM story_sketches
+                            WHERE article_id IN ({marks})""",
+                        chosen,
+                    )
+                ]
+        story_id = best_story(new, candidates, vocabulary or Vocabulary())
+        grew = False
+        if story_id is None:
+            cursor = self.db.execute(
+                """INSERT INTO stories (first_article_id, title, first_seen, last_seen,
+                       articles, sources) VALUES (?, ?, ?, ?, 1, 1)""",
+                [article_id, article.title, seen, seen],
+            )
+            story_id = int(cursor.lastrowid or 0)
+            self.db.execute("UPDATE articles SET story_id = ? WHERE id = ?", [story_id, article_id])
+        else:
+            source = outlet(article.link, article.feed)
+            grew = (
+                self.db.execute(
+                    "SELECT 1 FROM articles WHERE story_id = ? AND source = ? LIMIT 1",
+                    [story_id, source],
+                ).fetchone()
+                is None
+            )
+            self.db.execute("UPDATE articles SET story_id = ? WHERE id = ?", [story_id, article_id])
+            self.db.execute(
+                """UPDATE stories SET last_seen = ?, articles = articles + 1,
+                   sources = sources + ? WHERE id = ?""",
+                [seen, int(grew), story_id],
+            )
+        if new.keys:
+            self.db.execute(
+                "INSERT INTO story_sketches (article_id, story_id, words, numbers) "
+                "VALUES (?, ?, ?, ?)",
+                [article_id, story_id, pack(new.words), pack(new.numbers)],
+            )
+            self.db.conn.executemany(
+                "INSERT INTO story_keys (id, key) VALUES (?, ?)",
+                [(article_id * 32 + band, key) for band, key in enumerate(new.keys)],
+            )
+        return story_id, grew
+
+    def _story_alerts(
+        self, story_id: int, policies: Mapping[str, StoryPolicy], seen: str
+    ) -> list[int]:
+        """Create the deliveries the story's hits now call for (monitor.policy)."""
+        sources = self.db.execute(
+            "SELECT sources FROM stories WHERE id = ?", [story_id]
+        ).fetchone()[0]
+        by_rule: dict[str, list[tuple[int, list[str]]]] = {}
+        for hit_id, rule, channels in self.db.execute(
+            """SELECT h.id, h.rule, h.channels FROM hits h JOIN articles a ON a.id = h.article_id
+               WHERE a.story_id = ? ORDER BY h.id""",
+            [story_id],
+        ):
+            by_rule.setdefault(rule, []).append((hit_id, json.loads(channels)))
+        taken: dict[str, set[int]] = {}
+        for rule, step in self.db.execute(
+            "SELECT rule, step FROM story_alerts WHERE story_id = ?", [story_id]
+        ):
+            taken.setdefault(rule, set()).add(step)
+        created: list[int] = []
+        for rule, rule_hits in by_rule.items():
+            policy = policies.get(rule, StoryPolicy())
+            ids = [h for h, _ in rule_hits]
+            alerted: set[int] = set()
+            if not policy.once_per_story:
+                marks = ",".join("?" * len(ids))
+                alerted = {
+                    r[0]
+                    for r in self.db.execute(
+                        f"SELECT DISTINCT hit_id FROM deliveries WHERE step = 0 "
+                        f"AND hit_id IN ({marks})",
+                        ids,
+                    )
+                }
+            channels_of = dict(rule_hits)
+            for hit_id, step in story_steps(policy, sources, ids, taken.get(rule, set()), alerted):
+                self.db.execute(
+                    """INSERT INTO story_alerts (story_id, rule, step, hit_id, created_at)
+                       VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+                    [story_id, rule, abs(step), hit_id, seen],
+                )
+                if step < 0:
+                    continue  # a threshold passed over: recorded, not alerted
+                for channel in channels_of[hit_id]:
+                    cursor = self.db.execute(
+                        """INSERT INTO deliveries (hit_id, channel, step, next_attempt_at,
+                               created_at) VALUES (?, ?, ?, ?, ?)
+                           ON CONFLICT (hit_id, channel, step) DO NOTHING""",
+                        [hit_id, channel, step, seen, seen],
+                    )
+                    if cursor.lastrowid and cursor.rowcount:
+                        created.append(cursor.lastrowid)
+        return created
+
+    def prune_story_index(self, before: datetime) -> int:
+        """Forget the sketches of articles seen before ``before`` (their stories are
+        closed to newcomers once quiet that long). Returns the articles forgotten."""
+        with self.db.atomic():
+            row = self.db.execute(
+                "SELECT min(id) FROM articles WHERE seen_at >= ?", [stamp(before)]
+            ).fetchone()
+            first_kept = row[0] if row[0] is not None else 1 << 40
+            cursor = self.db.execute(
+                "DELETE FROM story_sketches WHERE article_id < ?", [first_kept]
+            )
+            self.db.execute("DELETE FROM story_keys WHERE id < ?", [first_kept * 32])
+        return int(cursor.rowcount)
 
     def record_rules(self, rules: Iterable[Rule], now: datetime) -> None:
         """Remember the ruleset the daemon now runs: exactly these versions are active."""
@@ -452,7 +704,8 @@ class Store:
         where, args = ("WHERE h.rule = ?", [rule]) if rule else ("", [])
         rows = self.db.query(
             f"""SELECT h.id, h.rule, h.rule_version, h.severity, h.terms, h.snippet,
-                       h.created_at, a.feed, a.title, a.link, a.published,
+                       h.created_at, a.feed, a.title, a.link, a.published, a.story_id,
+                       (SELECT sources FROM stories WHERE id = a.story_id) AS story_sources,
                        (SELECT group_concat(d.channel || ':' || d.status, ' ')
                           FROM deliveries d WHERE d.hit_id = h.id) AS deliveries
                 FROM hits h JOIN articles a ON a.id = h.article_id
@@ -464,6 +717,39 @@ class Store:
             row["terms"] = json.loads(row["terms"])
             out.append(row)
         return out
+
+    def stories(
+        self, *, limit: int = 20, min_sources: int = 1, story_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Most recently active stories first, with their distinct sources; with
+        ``story_id``, that story alone, with its articles and hits."""
+        where, args = "WHERE s.sources >= ?", [min_sources]
+        if story_id is not None:
+            where, args = "WHERE s.id = ?", [story_id]
+        rows = list(
+            self.db.query(
+                f"""SELECT s.id, s.title, s.first_seen, s.last_seen, s.articles, s.sources,
+                           (SELECT group_concat(source, ' ') FROM (SELECT DISTINCT source
+                               FROM articles WHERE story_id = s.id ORDER BY id)) AS outlets,
+                           (SELECT count(*) FROM hits h JOIN articles a ON a.id = h.article_id
+                               WHERE a.story_id = s.id) AS hits
+                    FROM stories s {where} ORDER BY s.last_seen DESC, s.id DESC LIMIT ?""",
+                [*args, limit],
+            )
+        )
+        for row in rows:
+            row["outlets"] = (row["outlets"] or "").split()
+            if story_id is not None:
+                row["articles_list"] = list(
+                    self.db.query(
+                        """SELECT a.id, a.feed, a.source, a.title, a.link, a.seen_at,
+                                  (SELECT group_concat(h.rule, ' ') FROM hits h
+                                     WHERE h.article_id = a.id) AS rules
+                           FROM articles a WHERE a.story_id = ? ORDER BY a.id""",
+                        [story_id],
+                    )
+                )
+        return rows
 
     def counts(self) -> dict[str, int]:
         """Row counts for a quick health view."""
@@ -503,10 +789,13 @@ class Store:
                       coalesce(h.terms, '[]'), coalesce(h.snippet, ''),
                       coalesce(a.feed, n.subject), coalesce(a.title, n.title),
                       coalesce(a.link, ''), a.published, coalesce(a.seen_at, n.created_at),
-                      coalesce(n.body, '')
+                      coalesce(n.body, ''), d.step, a.story_id, coalesce(st.sources, 0),
+                      (SELECT group_concat(source) FROM (SELECT DISTINCT source FROM articles
+                           WHERE story_id = a.story_id ORDER BY id))
                FROM deliveries d
                LEFT JOIN hits h ON h.id = d.hit_id
                LEFT JOIN articles a ON a.id = h.article_id
+               LEFT JOIN stories st ON st.id = a.story_id
                LEFT JOIN notices n ON n.id = d.notice_id
                WHERE d.status = 'pending' AND d.next_attempt_at <= ?{where}
                ORDER BY d.id LIMIT ?""",
@@ -527,6 +816,10 @@ class Store:
                 published=r[10],
                 seen_at=r[11],
                 notice=r[12],
+                step=r[13],
+                story_id=r[14],
+                sources=r[15],
+                outlets=tuple(r[16].split(",")) if r[16] else (),
             )
             for r in rows
         ]

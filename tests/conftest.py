@@ -43,6 +43,7 @@ with warnings.catch_warnings():
 from aiosmtpd.controller import Controller
 
 from monitor.devserver import FeedServer
+from monitor.store import Store
 
 T = TypeVar("T")
 
@@ -92,6 +93,16 @@ class Clock:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A real database in a fresh file."""
+    store = Store(tmp_path / "var" / "news.db")
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 # --- ports -------------------------------------------------------------------------------

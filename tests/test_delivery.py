@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,15 +23,6 @@ SNIPPET = "Thousands of soldiers were seen moving toward the frontier on Tuesday
 RETRY_MIN, RETRY_MAX = 30.0, 3600.0
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "news.db")
-    try:
-        yield store
-    finally:
-        store.close()
-
-
 def seed(
     store: Store,
     clock: Clock,
@@ -41,6 +31,7 @@ def seed(
     uid: str = "wire-0001",
     title: str = TITLE,
     rule: str = "troop-movements",
+    summary: str = SNIPPET + ", officials said.",
 ) -> list[int]:
     """Store one article with one hit, pending on ``channels``; returns the delivery ids."""
     article = Article(
@@ -48,7 +39,7 @@ def seed(
         uid=uid,
         title=title,
         link=LINK,
-        summary=SNIPPET + ", officials said.",
+        summary=summary,
         content_hash=uid,
     )
     hit = Hit(
@@ -204,7 +195,14 @@ def test_a_failing_channel_does_not_block_the_others(
     store: Store, clock: Clock, webhook: Webhook, smtp_server: SmtpServer
 ) -> None:
     ids = seed(store, clock, ["mail", "chat", "pager"])
-    seed(store, clock, ["chat"], uid="wire-0002", title="Soldiers seen at the frontier")
+    seed(
+        store,
+        clock,
+        ["chat"],
+        uid="wire-0002",
+        title="Soldiers seen at the frontier",
+        summary="Farmers near Kharkiv reported soldiers digging trenches along the frontier.",
+    )
     channels = channels_for({"mail": smtp_server.url(), "chat": webhook.url()})
     smtp_server.stop()  # the mail server is down; "pager" is not configured at all
 

@@ -58,6 +58,9 @@ def test_every_settings_key_is_documented() -> None:
         *config.FETCH_KEYS,
         *config.DELIVERY_KEYS,
         *config.CHANNEL_KEYS,
+        *config.HEALTH_KEYS,
+        *config.PARSE_KEYS,
+        *config.STORIES_KEYS,
     ]
     for key in keys:
         assert re.search(rf"\b{key}:", readme), f"settings key `{key}` is not in the README"

@@ -1,0 +1,234 @@
+"""Stories: near-duplicates across outlets, stored in real SQLite, and the alert policies
+that use them (once per story, min_sources, follow-ups). Hand-labelled articles from
+tests/data/stories/labelled.yaml."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+from conftest import Clock, write_project
+
+from monitor.cli import main
+from monitor.models import Article, Hit, StoryPolicy
+from monitor.policy import story_steps
+from monitor.render import render
+from monitor.ruleset import load_rules
+from monitor.store import Store
+from monitor.stories import Vocabulary, frequencies, same_story, sketch
+
+ROOT = Path(__file__).parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from story_quality import evaluate, load  # noqa: E402
+
+LABELLED = {a["id"]: a for a in load()}
+VOCABULARY = Vocabulary(frequencies(f"{a['title']}\n{a['text']}" for a in LABELLED.values()))
+
+
+def article(key: str, *, outlet: str | None = None) -> Article:
+    item = LABELLED[key]
+    host = re.sub(r"[^a-z0-9]+", "-", (outlet or item["feed"]).lower()).strip("-")
+    return Article(
+        feed=host,
+        uid=key,
+        title=item["title"],
+        link=f"https://www.{host}.example/news/{key}",
+        summary=item["text"],
+        content_hash=key,
+    )
+
+
+def hit(rule: str = "sanctions") -> Hit:
+    return Hit(
+        rule=rule,
+        rule_version="v1",
+        severity="normal",
+        terms=("sanctions",),
+        snippet="…",
+        channels=("chat",),
+    )
+
+
+def save(
+    store: Store, clock: Clock, keys: Sequence[str], policy: StoryPolicy | None = None, **kw: Any
+) -> list[int]:
+    policies = {"sanctions": policy} if policy else None
+    ids = []
+    for key in keys:
+        ids += store.save(
+            [(article(key, **kw), [hit()])], clock(), policies=policies, vocabulary=VOCABULARY
+        )
+        clock.advance(minutes=5)
+    return ids
+
+
+def stories(store: Store) -> list[tuple[int, int]]:
+    return [(r["articles"], r["sources"]) for r in store.stories()]
+
+
+def test_clustering_quality_on_the_labelled_articles_stays_high() -> None:
+    first, shuffled = evaluate(orders=10)
+    # Floors under today's figures (file order 1.000 / 0.938; the thresholds were chosen
+    # on this set, so it flatters them): a change that costs more fails here.
+    assert first.precision >= 0.97, first.false_alarms
+    assert first.recall >= 0.9, first.misses
+    assert min(r.precision for r in shuffled) >= 0.95
+    assert sum(r.recall for r in shuffled) / len(shuffled) >= 0.88
+    # Every kind of copy is found, paraphrases too.
+    for kind in ("near-copy", "new-headline", "trimmed"):
+        joined, pairs = first.by_kind[kind]
+        assert joined == pairs, kind
+    joined, pairs = first.by_kind["paraphrase"]
+    assert joined >= 0.8 * pairs
+
+
+def test_different_packages_and_rounds_of_talks_stay_apart() -> None:
+    eu14 = [k for k, a in LABELLED.items() if a["cluster"] == "eu-sanctions-14"]
+    eu15 = [k for k, a in LABELLED.items() if a["cluster"] == "eu-sanctions-15"]
+    assert eu14 and eu15
+    for a in eu14:
+        for b in eu15:
+            left = sketch(LABELLED[a]["title"], LABELLED[a]["text"], VOCABULARY)
+            right = sketch(LABELLED[b]["title"], LABELLED[b]["text"], VOCABULARY)
+            assert not same_story(left, right, VOCABULARY), (a, b)
+
+
+def test_copies_from_other_outlets_join_one_story_and_alert_once(
+    store: Store, clock: Clock
+) -> None:
+    cluster = [k for k, a in LABELLED.items() if a["cluster"] == "eu-sanctions-14"]
+    assert len(cluster) >= 4
+    deliveries = save(store, clock, cluster)
+    assert len(deliveries) == 1  # the first outlet's hit; the copies are stored, not sent
+    assert stories(store) == [(len(cluster), len(cluster))]
+    assert store.db.execute("SELECT count(*) FROM hits").fetchone()[0] == len(cluster)
+    # Another event on the same topic is a story of its own, and alerts.
+    other = next(k for k, a in LABELLED.items() if a["cluster"] == "eu-sanctions-15")
+    assert len(save(store, clock, [other])) == 1
+    assert sorted(stories(store)) == sorted([(len(cluster), len(cluster)), (1, 1)])
+
+
+def test_min_sources_holds_the_alert_until_a_second_outlet_carries_it(
+    store: Store, clock: Clock
+) -> None:
+    policy = StoryPolicy(min_sources=2)
+    first, copy, third = "a01", "a02", "a03"
+    assert save(store, clock, [first], policy) == []
+    # The same outlet again (another feed of the same site) does not corroborate.
+    other_feed = Article(**{**article(copy, outlet="Reuters").__dict__, "feed": "reuters-2"})
+    assert store.save([(other_feed, [hit()])], clock(), policies={"sanctions": policy}) == []
+    [delivery_id] = save(store, clock, [third], policy)
+    [pending] = store.due_deliveries(clock())
+    assert pending.id == delivery_id
+    assert pending.title == LABELLED[first]["title"]  # the story's first hit is the alert
+    assert pending.sources == 2 and len(pending.outlets) == 2
+    message = render(pending)
+    assert f"Story:     #{pending.story_id}, 2 sources (reuters.example" in message.body
+    assert save(store, clock, ["a04"], policy) == []  # once per story
+
+
+def test_follow_ups_say_when_more_outlets_carry_the_story(store: Store, clock: Clock) -> None:
+    policy = StoryPolicy(follow_up=(3, 4))
+    cluster = ["a01", "a02", "a03", "a04"]
+    steps = []
+    for key in cluster:
+        save(store, clock, [key], policy)
+        steps.append(sorted(r[0] for r in store.db.execute("SELECT step FROM deliveries")))
+    assert steps == [[0], [0], [0, 3], [0, 3, 4]]
+    follow = [d for d in store.due_deliveries(clock()) if d.step == 3]
+    assert render(follow[0]).title.startswith("[sanctions] now 3 sources: ")
+
+
+def test_every_copy_alerts_when_once_per_story_is_off(store: Store, clock: Clock) -> None:
+    policy = StoryPolicy(once_per_story=False, min_sources=2)
+    assert save(store, clock, ["a01"], policy) == []
+    assert len(save(store, clock, ["a02"], policy)) == 2  # the held first hit, and this one
+    assert len(save(store, clock, ["a03"], policy)) == 1
+
+
+def test_a_quiet_story_closes_and_its_index_is_pruned(store: Store, clock: Clock) -> None:
+    save(store, clock, ["a01"])
+    clock.advance(days=3)  # more than the default two quiet days
+    save(store, clock, ["a02"])
+    assert stories(store) == [(1, 1), (1, 1)]
+    assert store.prune_story_index(clock() - timedelta(days=2)) == 1
+    assert store.db.execute("SELECT count(*) FROM story_sketches").fetchone()[0] == 1
+    kept = store.db.execute("SELECT min(id) >> 5 FROM story_keys").fetchone()[0]
+    assert kept == store.db.execute("SELECT max(id) FROM articles").fetchone()[0]
+
+
+def test_story_steps_decide_first_alert_follow_ups_and_skipped_thresholds() -> None:
+    once = StoryPolicy(follow_up=(3, 5))
+    assert story_steps(once, 1, [10], set()) == [(10, 0)]
+    assert story_steps(once, 2, [10, 11], {0}) == []
+    assert story_steps(once, 3, [10, 11, 12], {0}) == [(12, 3)]
+    assert story_steps(once, 5, [10, 12], {0, 3}) == [(12, 5)]
+    assert story_steps(once, 6, [10, 12], {0, 3, 5}) == []
+    # The first alert goes out at 4 sources: threshold 3 is recorded, not followed up.
+    held = StoryPolicy(min_sources=4, follow_up=(5,))
+    assert story_steps(held, 3, [10], set()) == []
+    assert story_steps(held, 4, [10, 11], set()) == [(10, 0)]
+    assert story_steps(StoryPolicy(min_sources=2, follow_up=(3,)), 3, [7], set()) == [
+        (7, 0),
+        (7, -3),
+    ]
+    # Two thresholds passed at once (a restart, say): only the higher one is sent.
+    assert story_steps(once, 5, [10, 12], {0}) == [(12, -3), (12, 5)]
+    every = StoryPolicy(once_per_story=False)
+    assert story_steps(every, 1, [1, 2, 3], {0}, {1}) == [(2, 0), (3, 0)]
+
+
+def test_story_policy_keys_are_validated_with_their_location(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "rules:\n"
+        "  - name: good\n"
+        "    match: sanctions\n"
+        "    min_sources: 2\n"
+        "    follow_up: [3, 5]\n"
+        "    once_per_story: false\n"
+        "  - name: bad\n"
+        "    match: sanctions\n"
+        "    min_sources: 0\n"
+        "    follow_up: [5, 3]\n"
+        "    once_per_story: maybe\n",
+        encoding="utf-8",
+    )
+    loaded = load_rules(tmp_path)
+    [good] = loaded.rules
+    assert good.policy == StoryPolicy(once_per_story=False, min_sources=2, follow_up=(3, 5))
+    messages = [str(e) for e in loaded.errors]
+    assert any(":9:" in m and "`min_sources` must be a whole number" in m for m in messages)
+    assert any(":10:" in m and "`follow_up` must be a list" in m for m in messages)
+    assert any(":11:" in m and "`once_per_story` must be true or false" in m for m in messages)
+    assert all("(rule 'bad')" in m for m in messages)
+
+
+def test_stories_command_lists_stories_and_shows_one(tmp_path: Path, clock: Clock) -> None:
+    project = write_project(tmp_path)
+    store = Store(project.database)
+    save(store, clock, ["a01", "a02", "a03"])
+    save(store, clock, ["c01"])
+    store.close()
+
+    listing = CliRunner().invoke(main, ["stories", "-c", str(project.config)])
+    assert listing.exit_code == 0, listing.output
+    assert "3 sources" in listing.output and LABELLED["a01"]["title"] in listing.output
+    wide = CliRunner().invoke(
+        main, ["stories", "-c", str(project.config), "--min-sources", "2", "--json"]
+    )
+    [story] = json.loads(wide.output)
+    assert story["sources"] == 3 and story["hits"] == 3
+    one = CliRunner().invoke(main, ["stories", "-c", str(project.config), str(story["id"])])
+    assert one.exit_code == 0
+    assert LABELLED["a02"]["title"] in one.output and "hits: sanctions" in one.output
+    missing = CliRunner().invoke(main, ["stories", "-c", str(project.config), "999"])
+    assert missing.exit_code == 1 and "no story #999" in missing.output
+    hits = CliRunner().invoke(main, ["hits", "-c", str(project.config)])
+    assert f"story:   #{story['id']} (3 sources)" in hits.output
