@@ -379,23 +379,29 @@ def _render(rng: random.Random, words: list[str], title: bool) -> str:
     return " ".join(parts) + rng.choice(".......?!")
 
 
+def news_text(
+    rng: random.Random, world: World, topic: Topic, words: tuple[int, int]
+) -> tuple[str, str]:
+    """A headline and sentences of ``words`` (low, high) words in all on ``topic``."""
+    title = _render(rng, _draw(rng, world, topic, rng.randint(8, 14)), title=True)
+    drawn = _draw(rng, world, topic, rng.randint(*words))
+    sentences = []
+    pos = 0
+    while pos < len(drawn):
+        length = rng.randint(10, 24)
+        if len(drawn) - pos - length < 6:
+            length = len(drawn) - pos
+        sentences.append(_render(rng, drawn[pos : pos + length], title=False))
+        pos += length
+    return title, " ".join(sentences)
+
+
 def make_corpus(world: World, count: int, seed: int) -> list[Article]:
     rng = random.Random(f"{seed}:corpus")
     articles = []
     for index in range(count):
         topic = rng.choices(world.topics, cum_weights=world.topic_cum)[0]
-        title = _render(rng, _draw(rng, world, topic, rng.randint(8, 14)), title=True)
-        target = rng.randint(40, 90)
-        words = _draw(rng, world, topic, target)
-        sentences = []
-        pos = 0
-        while pos < len(words):
-            length = rng.randint(10, 24)
-            if len(words) - pos - length < 6:
-                length = len(words) - pos
-            sentences.append(_render(rng, words[pos : pos + length], title=False))
-            pos += length
-        summary = " ".join(sentences)
+        title, summary = news_text(rng, world, topic, (40, 90))
         if rng.random() < 0.15:
             place = rng.choice(PLACES).upper()
             summary = f"{place}, {rng.randint(1, 28)} March (Reuters) – {summary}"

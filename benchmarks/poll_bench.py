@@ -170,22 +170,69 @@ def _sentence(rnd: random.Random, crisis: bool = False) -> str:
     return f"{rnd.choice(_WHO)} {rnd.choice(_SAY)} {rnd.choice(_WHAT)}."
 
 
-def _item(rnd: random.Random, feed: int, index: int, published: datetime, share: float) -> str:
-    crisis = rnd.random() < share
+#: Items that are a syndicated wire story (the same text, lightly edited, in many feeds):
+#: they make stories of many outlets; every other item is about an event of its own.
+WIRE_SHARE = 0.05
+WIRE_STORIES = 200
+#: Sentences of everyday news in match_bench's vocabulary (Zipf-distributed words, names
+#: and topics); every paragraph draws three: two items rarely share more than one.
+SENTENCES = 30_000
+_POOL: list[str] = []
+_NAMES: list[str] = []
+
+
+def _pool() -> tuple[list[str], list[str]]:
+    if not _POOL:
+        from match_bench import make_world, news_text
+
+        world = make_world(7)
+        rnd = random.Random("poll-bench-sentences")
+        for _ in range(SENTENCES):
+            topic = rnd.choices(world.topics, cum_weights=world.topic_cum)[0]
+            _POOL.append(news_text(rnd, world, topic, (10, 22))[1])
+        _NAMES.extend(f for f in world.forms if f.isalpha() and len(f) > 5)
+    return _POOL, _NAMES
+
+
+def _story(rnd: random.Random, crisis: bool) -> tuple[str, list[str]]:
+    """A title and paragraphs about one event of its own: a lede with a place, a person
+    and figures, then everyday paragraphs (with the crisis sentences the shipped rules
+    watch mixed in for ``crisis``)."""
+    pool, names = _pool()
+    place, person = rnd.choice(names).capitalize(), rnd.choice(names).capitalize()
     words = _sentence(rnd, crisis).rstrip(".").split()
-    title = " ".join(words[: rnd.randint(8, 14)])
-    paragraphs, size = [], rnd.randint(900, 1700)
+    title = f"{place}: " + " ".join(words[: rnd.randint(6, 11)])
+    lede = (
+        f"{place.upper()}, {rnd.randint(1, 28)} March - {person}, who speaks for the "
+        f"{place} district, said {rnd.randint(2, 900) * 10} people were affected and "
+        f"{rnd.randint(2, 40)} more teams were on the way."
+    )
+    paragraphs, size = [lede], rnd.randint(900, 1700) - len(lede)
     while size > 0:
-        text = " ".join(
-            _sentence(rnd, crisis and rnd.random() < 0.3) for _ in range(rnd.randint(2, 4))
-        )
-        paragraphs.append(f"<p>{text}</p>")
+        text = " ".join(rnd.choices(pool, k=3))
+        if crisis and rnd.random() < 0.5:
+            text = _sentence(rnd, True) + " " + text
+        paragraphs.append(text)
         size -= len(text) + 7
+    return title, paragraphs
+
+
+def _item(rnd: random.Random, feed: int, index: int, published: datetime, share: float) -> str:
+    if rnd.random() < WIRE_SHARE:  # the wire story, lightly edited by this newsroom
+        wire = rnd.randrange(WIRE_STORIES)
+        title, paragraphs = _story(random.Random(f"wire-{wire}"), wire % 10 == 0)
+        if len(paragraphs) > 2:
+            paragraphs.pop(rnd.randrange(1, len(paragraphs)))
+        uid = f"wire-{wire}-{feed}"
+    else:
+        title, paragraphs = _story(rnd, rnd.random() < share)
+        uid = f"news{feed % 97}-{feed}-{index}"
+    body = "".join(f"<p>{p}</p>" for p in paragraphs)
     return (
         f"<item><title>{escape(title)}</title>"
         f"<link>https://news{feed % 97}.example.org/{feed}/story/{index}.html</link>"
-        f'<guid isPermaLink="false">news{feed % 97}-{feed}-{index}</guid>'
-        f"<description>{escape(''.join(paragraphs))}</description>"
+        f'<guid isPermaLink="false">{uid}</guid>'
+        f"<description>{escape(body)}</description>"
         f"<pubDate>{format_datetime(published, usegmt=True)}</pubDate></item>"
     )
 

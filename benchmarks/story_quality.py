@@ -26,7 +26,8 @@ from typing import Any
 import yaml
 from rule_quality import Score
 
-from monitor.stories import Sketch, Vocabulary, best_story, frequencies, sketch
+from monitor.store import MIN_SHARED_KEYS
+from monitor.stories import Sketch, Vocabulary, best_story, sketch
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "stories" / "labelled.yaml"
@@ -46,16 +47,26 @@ def load(path: Path = DATA) -> list[dict[str, Any]]:
     return articles
 
 
-def cluster(articles: list[dict[str, Any]], *, lsh: bool) -> dict[str, int]:
-    """article id -> story id, articles taken in the given order; word frequencies from
-    all of them (the daemon takes them from recent stored articles)."""
-    vocabulary = Vocabulary(frequencies(f"{a['title']}\n{a['text']}" for a in articles))
+def vocabulary_of(articles: list[dict[str, Any]], *, fresh: bool) -> Vocabulary:
+    """``fresh``: none, as in a new database; else word rarity from one text per labelled
+    cluster, as the daemon's refresh sees it (one article per recent story)."""
+    if fresh:
+        return Vocabulary()
+    first: dict[str, str] = {}
+    for a in articles:
+        first.setdefault(a["cluster"], f"{a['title']}\n{a['text']}")
+    return Vocabulary(list(first.values()), minimum=1)
+
+
+def cluster(articles: list[dict[str, Any]], vocabulary: Vocabulary, *, lsh: bool) -> dict[str, int]:
+    """article id -> story id, articles taken in the given order."""
     seen: list[tuple[int, Sketch]] = []
     story_of: dict[str, int] = {}
     for article in articles:
         new = sketch(article["title"], article["text"], vocabulary)
         keys = set(new.keys)
-        candidates = [(s, k) for s, k in seen if not lsh or keys.intersection(k.keys)]
+        need = min(MIN_SHARED_KEYS, len(keys))
+        candidates = [(s, k) for s, k in seen if not lsh or len(keys.intersection(k.keys)) >= need]
         story = best_story(new, candidates, vocabulary)
         if story is None:
             story = len(story_of)
@@ -88,17 +99,18 @@ def score(articles: list[dict[str, Any]], story_of: dict[str, int]) -> Result:
 
 
 def evaluate(
-    path: Path = DATA, *, lsh: bool = True, orders: int = 0, seed: int = 1
+    path: Path = DATA, *, lsh: bool = True, fresh: bool = False, orders: int = 0, seed: int = 1
 ) -> tuple[Result, list[Result]]:
     """The result in file order, and in ``orders`` shuffled orders."""
     articles = load(path)
-    first = score(articles, cluster(articles, lsh=lsh))
+    vocabulary = vocabulary_of(articles, fresh=fresh)
+    first = score(articles, cluster(articles, vocabulary, lsh=lsh))
     rnd = random.Random(seed)
     shuffled = []
     for _ in range(orders):
         order = list(articles)
         rnd.shuffle(order)
-        shuffled.append(score(articles, cluster(order, lsh=lsh)))
+        shuffled.append(score(articles, cluster(order, vocabulary, lsh=lsh)))
     return first, shuffled
 
 
@@ -116,9 +128,9 @@ def main() -> None:
         f"{sum(n * (n - 1) // 2 for n in clusters.values())} same-story pairs"
     )
     by_id = {a["id"]: a for a in articles}
-    for lsh in (False, True):
-        first, shuffled = evaluate(args.data, lsh=lsh, orders=args.orders)
-        name = "index" if lsh else "exact"
+    for fresh, lsh in ((False, False), (False, True), (True, False), (True, True)):
+        first, shuffled = evaluate(args.data, lsh=lsh, fresh=fresh, orders=args.orders)
+        name = ("new database, " if fresh else "") + ("index" if lsh else "exact")
         print(
             f"{name} file order: precision {first.precision:.3f} recall {first.recall:.3f} "
             f"(tp {first.tp}, false merges {first.fp}, misses {first.fn})"

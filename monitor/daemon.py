@@ -38,7 +38,7 @@ from monitor.parse import ParsePool
 from monitor.pipeline import PollContext, in_flight, poll_feed
 from monitor.ruleset import load_rules, resolve_references, rule_files
 from monitor.store import Store
-from monitor.stories import Vocabulary, frequencies
+from monitor.stories import Vocabulary
 from monitor.text import word_frequencies
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class Daemon:
 
     async def _prune_stories(self, store: Store) -> None:
         # On the event loop, like the polls: the store's connection is not shared.
-        self.vocabulary.update(frequencies(store.recent_texts(Vocabulary.REFRESH_EVERY)))
+        self.vocabulary.refresh(store.recent_story_texts(Vocabulary.SAMPLE))
         forgotten = store.prune_story_index(
             self.now() - timedelta(seconds=self.settings.story_quiet)
         )

@@ -174,6 +174,11 @@ class Article:
     published: datetime | None = None
     #: Hash of title + text: the same story republished under a new id has the same hash.
     content_hash: str = ""
+    #: Hashes of its content words and of its numbers (monitor.stories.fingerprint), for
+    #: story clustering; computed while parsing, or from the text when None.
+    fingerprint: tuple[frozenset[int], frozenset[int]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True)

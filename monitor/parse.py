@@ -82,6 +82,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import unescape
 from html.parser import HTMLParser
+from itertools import chain
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
@@ -93,7 +94,8 @@ import feedparser
 
 from monitor.errors import FeedError
 from monitor.models import Article
-from monitor.text import content_hash, mask_url
+from monitor.stories import fingerprint
+from monitor.text import mask_url, words, words_hash
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +342,8 @@ def _article(
 ) -> Article:
     if body == summary:
         body = ""
-    digest = content_hash(title, summary, body)
+    parts = [words(title), words(summary), words(body)]
+    digest = words_hash(parts)
     uid = _uid(guid) or _uid(link) or "hash:" + digest
     return Article(
         feed=feed,
@@ -353,6 +356,7 @@ def _article(
         categories=categories,
         published=published,
         content_hash=digest,
+        fingerprint=fingerprint(chain.from_iterable(parts)),
     )
 
 

@@ -21,7 +21,7 @@ from monitor.match import Matcher
 from monitor.models import Article, FeedConfig, FetchResult, Hit, PollResult
 from monitor.schedule import cache_hint, next_poll, rss_ttl
 from monitor.store import DEFAULT_QUIET, Store
-from monitor.stories import Vocabulary, frequencies
+from monitor.stories import Vocabulary
 from monitor.text import mask_url, unstamp
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
             vocabulary=ctx.vocabulary,
         )
         if ctx.vocabulary.stale(len(new)):
-            ctx.vocabulary.update(frequencies(store.recent_texts(ctx.vocabulary.REFRESH_EVERY)))
+            ctx.vocabulary.refresh(store.recent_story_texts(ctx.vocabulary.SAMPLE))
     at = now()
     upcoming = next_poll(
         at,

@@ -22,32 +22,34 @@ from monitor.models import StoryPolicy
 def story_steps(
     policy: StoryPolicy,
     sources: int,
-    hits: Sequence[int],
+    pending: Sequence[int],
+    newest: int,
     taken: Set[int],
-    alerted: Set[int] = frozenset(),
 ) -> list[tuple[int, int]]:
-    """The (hit id, step) alerts to create now for one rule on one story.
+    """The (hit id, step) alerts to create now for one rule on one story, once the story
+    has at least ``policy.min_sources`` sources (below that, hits are held: the store
+    keeps them pending and asks again when the story grows).
 
-    ``hits``: the rule's hits on the story, oldest first; ``sources``: distinct sources
-    the story has now; ``taken``: the steps already taken for (story, rule) (0 for the
-    first alert, N for follow-ups, skipped thresholds included); ``alerted``: hits that
-    already have their own alert (used when ``once_per_story`` is off). A threshold to
-    record as taken without alerting comes back as (hit id, -threshold).
+    ``pending``: the rule's hits on the story not decided yet (held back, or just
+    stored), oldest first; ``newest``: its newest hit on the story (follow-ups go with
+    it); ``sources``: distinct sources the story has now; ``taken``: the steps already
+    taken for (story, rule). Every pending hit is decided by this call: alerted, or
+    (once per story) stored without an alert. A threshold to record as taken without
+    alerting comes back as (hit id, -threshold).
     """
-    if not hits or sources < policy.min_sources:
+    if sources < policy.min_sources:
         return []
-    out: list[tuple[int, int]] = []
     first_now = 0 not in taken
-    if first_now:
-        out.append((hits[0], 0))
+    out: list[tuple[int, int]] = []
     if not policy.once_per_story:
-        out += [(hit, 0) for hit in hits if hit not in alerted and (hit, 0) not in out]
+        out += [(hit, 0) for hit in pending]
+    elif first_now and pending:
+        out.append((pending[0], 0))
+    alerted_now = {hit for hit, _ in out}
     reached = [t for t in policy.follow_up if t <= sources and t not in taken]
     for threshold in reached:
-        # Thresholds the first alert already covers, or passed over on the way to a
-        # higher one, are recorded as taken but not alerted.
-        if first_now or threshold != reached[-1]:
-            out.append((hits[-1], -threshold))
-        else:
-            out.append((hits[-1], threshold))
+        # Recorded, not sent: a threshold the first alert already covers, one passed over
+        # on the way to a higher one, or one whose hit is being alerted anyway.
+        silent = first_now or threshold != reached[-1] or newest in alerted_now
+        out.append((newest, -threshold if silent else threshold))
     return out

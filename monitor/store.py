@@ -36,9 +36,15 @@ from monitor.text import mask_url, stamp, unstamp
 
 #: How long a story stays open to new articles after its last one (stories.quiet).
 DEFAULT_QUIET = timedelta(days=2)
-#: Most recent index entries looked at for a new article (a bound for hostile input:
-#: reports of one event share several keys, so this is many more than they need).
-MAX_CANDIDATES = 100
+#: Newest index rows read for a new article, and the most stored articles compared with
+#: it (those sharing the most keys). Bounds for hostile input: reports of one event
+#: share several keys, and a rare word is in few articles.
+INDEX_ROWS = 5000
+MAX_CANDIDATES = 60
+#: Keys a stored article must share with a new one to be compared at all: reports of one
+#: event share several (bottom-k of much the same rare words); a name that happens to
+#: be in both is one. Costs no recall on the labelled set (benchmarks/story_quality.py).
+MIN_SHARED_KEYS = 2
 #: Articles of one story compared with a new one, at most (the newest).
 PER_STORY = 3
 
@@ -185,7 +191,6 @@ def _stories(db: sqlite_utils.Database) -> None:
     db.execute("""
         CREATE TABLE stories (
             id INTEGER PRIMARY KEY,
-            first_article_id INTEGER,
             title TEXT NOT NULL,
             first_seen TEXT NOT NULL,
             last_seen TEXT NOT NULL,
@@ -208,8 +213,11 @@ def _stories(db: sqlite_utils.Database) -> None:
         )""")
     db.execute("CREATE TABLE story_keys (id INTEGER PRIMARY KEY, key INTEGER NOT NULL)")
     db.execute("CREATE INDEX story_keys_key ON story_keys (key)")
-    # The channels a hit alerts, kept so a hit held back (min_sources) can go out later.
+    # The channels a hit alerts, kept so a hit held back (min_sources) can go out later;
+    # held = 1 while it waits for its story to reach the rule's min_sources.
     db.execute("ALTER TABLE hits ADD COLUMN channels TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE hits ADD COLUMN held INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX hits_held ON hits (article_id) WHERE held = 1")
     # Alert steps taken per (story, rule): 0 = the alert, N = the "now N sources" follow-up.
     db.execute("""
         CREATE TABLE story_alerts (
@@ -434,16 +442,15 @@ class Store:
         policies (``policies``, by rule name; the default policy for others)."""
         seen = stamp(now)
         cutoff = stamp(now - quiet)
-        policies = policies or {}
         delivery_ids: list[int] = []
         try:
             with self.db.atomic():
                 for article, hits in matched:
-                    article_id = self._insert_article(article, seen)
-                    if article_id is None:
+                    stored = self._join_story(article, seen, cutoff, vocabulary)
+                    if stored is None:
                         continue  # stored by an earlier poll: never matched or alerted twice
-                    story_id, grew = self._join_story(article_id, article, seen, cutoff, vocabulary)
-                    new_hit = False
+                    article_id, story_id, grew = stored
+                    new_hits: dict[str, list[int]] = {}
                     for hit in hits:
                         cursor = self.db.execute(
                             """INSERT INTO hits (article_id, rule, rule_version, severity,
@@ -461,18 +468,21 @@ class Store:
                                 seen,
                             ],
                         )
-                        new_hit = new_hit or bool(cursor.rowcount)
-                    if new_hit or grew:
-                        delivery_ids += self._story_alerts(story_id, policies, seen)
+                        if cursor.rowcount and cursor.lastrowid:
+                            new_hits.setdefault(hit.rule, []).append(cursor.lastrowid)
+                    if new_hits or grew:
+                        delivery_ids += self._story_alerts(story_id, new_hits, grew, policies, seen)
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot store articles: {exc}") from exc
         return delivery_ids
 
-    def _insert_article(self, article: Article, seen: str) -> int | None:
+    def _insert_article(
+        self, article: Article, seen: str, story_id: int, source: str
+    ) -> int | None:
         cursor = self.db.execute(
             """INSERT INTO articles (feed, uid, title, link, summary, content, author,
-                   categories, published, content_hash, seen_at, source)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   categories, published, content_hash, seen_at, source, story_id)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (feed, uid) DO NOTHING""",
             [
                 article.feed,
@@ -486,66 +496,80 @@ class Store:
                 stamp(article.published) if article.published else None,
                 article.content_hash,
                 seen,
-                outlet(article.link, article.feed),
+                source,
+                story_id,
             ],
         )
         return cursor.lastrowid if cursor.rowcount else None
 
+    def _story_of(
+        self, article: Article, cutoff: str, vocabulary: Vocabulary | None
+    ) -> tuple[Sketch, int | None]:
+        """The article's sketch, and the open story it belongs to (None: a new one)."""
+        text = "\n".join(p for p in (article.summary, article.content) if p)
+        new = sketch(article.title, text, vocabulary, prints=article.fingerprint)
+        if not new.keys or len(new.words) < MIN_WORDS:
+            return new, None
+        # Stored articles sharing index keys with it, newest first, ranked by how many
+        # keys they share: one key shared by many cannot crowd out the article that
+        # shares five.
+        marks = ",".join("?" * len(new.keys))
+        shared = Counter(
+            row[0] >> 5
+            for row in self.db.execute(
+                f"SELECT id FROM story_keys WHERE key IN ({marks}) ORDER BY id DESC LIMIT ?",
+                [*new.keys, INDEX_ROWS],
+            )
+        )
+        need = min(MIN_SHARED_KEYS, len(new.keys))
+        ranked = sorted(((n, a) for a, n in shared.items() if n >= need), reverse=True)
+        ranked = ranked[:MAX_CANDIDATES]
+        if not ranked:
+            return new, None
+        marks = ",".join("?" * len(ranked))
+        rows = {
+            r[0]: r[1:]
+            for r in self.db.execute(
+                f"""SELECT s.article_id, s.story_id, s.words, s.numbers
+                    FROM story_sketches s JOIN stories st ON st.id = s.story_id
+                    WHERE s.article_id IN ({marks}) AND st.last_seen >= ?""",
+                [*(a for _, a in ranked), cutoff],
+            )
+        }
+        # The closest few articles of each story are enough to compare with: a story of
+        # hundreds of copies costs no more than one of three.
+        per_story: Counter[int] = Counter()
+        candidates: list[tuple[int, Sketch]] = []
+        for _, candidate in ranked:
+            if candidate in rows:
+                story, words, numbers = rows[candidate]
+                per_story[story] += 1
+                if per_story[story] <= PER_STORY:
+                    candidates.append((story, Sketch(unpack(words), unpack(numbers))))
+        return new, best_story(new, candidates, vocabulary or Vocabulary())
+
     def _join_story(
         self,
-        article_id: int,
         article: Article,
         seen: str,
         cutoff: str,
         vocabulary: Vocabulary | None,
-    ) -> tuple[int, bool]:
-        """Put a just-stored article in a story: (story id, whether the story gained a
-        source)."""
-        text = "\n".join(p for p in (article.summary, article.content) if p)
-        new = sketch(article.title, text, vocabulary)
-        candidates: list[tuple[int, Sketch]] = []
-        if new.keys and len(new.words) >= MIN_WORDS:
-            marks = ",".join("?" * len(new.keys))
-            rows = self.db.execute(
-                f"""SELECT s.article_id, s.story_id
-                    FROM story_sketches s JOIN stories st ON st.id = s.story_id
-                    WHERE s.article_id IN (SELECT id >> 5 FROM story_keys
-                                           WHERE key IN ({marks})
-                                           ORDER BY id DESC LIMIT ?)
-                      AND st.last_seen >= ?
-                    ORDER BY s.article_id DESC""",
-                [*new.keys, MAX_CANDIDATES, cutoff],
-            ).fetchall()
-            # The newest few articles of each story are enough to compare with: a story of
-            # hundreds of copies costs no more than one of three.
-            per_story: Counter[int] = Counter()
-            chosen = []
-            for candidate, story in rows:
-                per_story[story] += 1
-                if per_story[story] <= PER_STORY:
-                    chosen.append(candidate)
-            if chosen:
-                marks = ",".join("?" * len(chosen))
-                candidates = [
-                    (r[0], Sketch(unpack(r[1]), unpack(r[2])))
-                    for r in self.db.execute(
-                        f"""SELECT story_id, words, numbers FROM story_sketches
-                            WHERE article_id IN ({marks})""",
-                        chosen,
-                    )
-                ]
-        story_id = best_story(new, candidates, vocabulary or Vocabulary())
+    ) -> tuple[int, int, bool] | None:
+        """Store an article in its story (an open one it is a copy of, or a new one):
+        (article id, story id, whether the story gained a source); None if the article
+        was stored already."""
+        new, story_id = self._story_of(article, cutoff, vocabulary)
+        source = outlet(article.link, article.feed)
+        created = story_id is None
         grew = False
         if story_id is None:
             cursor = self.db.execute(
-                """INSERT INTO stories (first_article_id, title, first_seen, last_seen,
-                       articles, sources) VALUES (?, ?, ?, ?, 1, 1)""",
-                [article_id, article.title, seen, seen],
+                """INSERT INTO stories (title, first_seen, last_seen, articles, sources)
+                   VALUES (?, ?, ?, 1, 1)""",
+                [article.title, seen, seen],
             )
             story_id = int(cursor.lastrowid or 0)
-            self.db.execute("UPDATE articles SET story_id = ? WHERE id = ?", [story_id, article_id])
         else:
-            source = outlet(article.link, article.feed)
             grew = (
                 self.db.execute(
                     "SELECT 1 FROM articles WHERE story_id = ? AND source = ? LIMIT 1",
@@ -553,7 +577,12 @@ class Store:
                 ).fetchone()
                 is None
             )
-            self.db.execute("UPDATE articles SET story_id = ? WHERE id = ?", [story_id, article_id])
+        article_id = self._insert_article(article, seen, story_id, source)
+        if article_id is None:  # stored by an earlier poll: nothing changes
+            if created:
+                self.db.execute("DELETE FROM stories WHERE id = ?", [story_id])
+            return None
+        if not created:
             self.db.execute(
                 """UPDATE stories SET last_seen = ?, articles = articles + 1,
                    sources = sources + ? WHERE id = ?""",
@@ -569,65 +598,92 @@ class Store:
                 "INSERT INTO story_keys (id, key) VALUES (?, ?)",
                 [(article_id * 32 + band, key) for band, key in enumerate(new.keys)],
             )
-        return story_id, grew
+        return article_id, story_id, grew
 
     def _story_alerts(
-        self, story_id: int, policies: Mapping[str, StoryPolicy], seen: str
+        self,
+        story_id: int,
+        new_hits: Mapping[str, list[int]],
+        grew: bool,
+        policies: Mapping[str, StoryPolicy] | None,
+        seen: str,
     ) -> list[int]:
-        """Create the deliveries the story's hits now call for (monitor.policy)."""
+        """Create the deliveries the story's hits now call for (monitor.policy): for the
+        rules that just hit it, the rules with hits held back on it, and, when it gained
+        a source, the rules that alerted it (follow-ups). Hits of a rule that is no
+        longer loaded stay held. Costs the same however many copies the story has."""
         sources = self.db.execute(
             "SELECT sources FROM stories WHERE id = ?", [story_id]
         ).fetchone()[0]
-        by_rule: dict[str, list[tuple[int, list[str]]]] = {}
-        for hit_id, rule, channels in self.db.execute(
-            """SELECT h.id, h.rule, h.channels FROM hits h JOIN articles a ON a.id = h.article_id
-               WHERE a.story_id = ? ORDER BY h.id""",
+        held: dict[str, list[int]] = {}
+        for hit_id, rule in self.db.execute(
+            """SELECT h.id, h.rule FROM hits h JOIN articles a ON a.id = h.article_id
+               WHERE h.held = 1 AND a.story_id = ? ORDER BY h.id""",
             [story_id],
         ):
-            by_rule.setdefault(rule, []).append((hit_id, json.loads(channels)))
+            held.setdefault(rule, []).append(hit_id)
         taken: dict[str, set[int]] = {}
         for rule, step in self.db.execute(
             "SELECT rule, step FROM story_alerts WHERE story_id = ?", [story_id]
         ):
             taken.setdefault(rule, set()).add(step)
+        rules = set(new_hits) | set(held) | (set(taken) if grew else set())
         created: list[int] = []
-        for rule, rule_hits in by_rule.items():
-            policy = policies.get(rule, StoryPolicy())
-            ids = [h for h, _ in rule_hits]
-            alerted: set[int] = set()
-            if not policy.once_per_story:
-                marks = ",".join("?" * len(ids))
-                alerted = {
-                    r[0]
-                    for r in self.db.execute(
-                        f"SELECT DISTINCT hit_id FROM deliveries WHERE step = 0 "
-                        f"AND hit_id IN ({marks})",
-                        ids,
-                    )
-                }
-            channels_of = dict(rule_hits)
-            for hit_id, step in story_steps(policy, sources, ids, taken.get(rule, set()), alerted):
+        for rule in sorted(rules):
+            policy = StoryPolicy() if policies is None else policies.get(rule)
+            if policy is None:
+                if rule not in new_hits:
+                    continue  # the rule was removed or disabled: its held hits wait
+                policy = StoryPolicy()
+            fresh = new_hits.get(rule, [])
+            if sources < policy.min_sources:
+                self._set_held(fresh, True)
+                continue
+            done = taken.get(rule, set())
+            pending = held.get(rule, []) + fresh
+            due = [t for t in policy.follow_up if t <= sources and t not in done]
+            newest = self._newest_hit(story_id, rule) if due else 0
+            for hit_id, step in story_steps(policy, sources, pending, newest, done):
                 self.db.execute(
                     """INSERT INTO story_alerts (story_id, rule, step, hit_id, created_at)
                        VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
                     [story_id, rule, abs(step), hit_id, seen],
                 )
-                if step < 0:
-                    continue  # a threshold passed over: recorded, not alerted
-                for channel in channels_of[hit_id]:
-                    cursor = self.db.execute(
-                        """INSERT INTO deliveries (hit_id, channel, step, next_attempt_at,
-                               created_at) VALUES (?, ?, ?, ?, ?)
-                           ON CONFLICT (hit_id, channel, step) DO NOTHING""",
-                        [hit_id, channel, step, seen, seen],
-                    )
-                    if cursor.lastrowid and cursor.rowcount:
-                        created.append(cursor.lastrowid)
+                if step >= 0:  # a negative step is a threshold passed over: not alerted
+                    created += self._add_deliveries(hit_id, step, seen)
+            self._set_held(held.get(rule, []), False)  # decided: alerted or suppressed
+        return created
+
+    def _set_held(self, hit_ids: Sequence[int], value: bool) -> None:
+        if hit_ids:
+            marks = ",".join("?" * len(hit_ids))
+            self.db.execute(f"UPDATE hits SET held = ? WHERE id IN ({marks})", [value, *hit_ids])
+
+    def _newest_hit(self, story_id: int, rule: str) -> int:
+        row = self.db.execute(
+            """SELECT max(h.id) FROM hits h JOIN articles a ON a.id = h.article_id
+               WHERE a.story_id = ? AND h.rule = ?""",
+            [story_id, rule],
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def _add_deliveries(self, hit_id: int, step: int, seen: str) -> list[int]:
+        """One pending delivery of a hit's alert (``step``) per channel it routes to."""
+        (channels,) = self.db.execute("SELECT channels FROM hits WHERE id = ?", [hit_id]).fetchone()
+        created = []
+        for channel in json.loads(channels):
+            cursor = self.db.execute(
+                """INSERT INTO deliveries (hit_id, channel, step, next_attempt_at, created_at)
+                   VALUES (?, ?, ?, ?, ?) ON CONFLICT (hit_id, channel, step) DO NOTHING""",
+                [hit_id, channel, step, seen, seen],
+            )
+            if cursor.lastrowid and cursor.rowcount:
+                created.append(cursor.lastrowid)
         return created
 
     def prune_story_index(self, before: datetime) -> int:
-        """Forget the sketches of articles seen before ``before`` (their stories are
-        closed to newcomers once quiet that long). Returns the articles forgotten."""
+        """Forget the sketches of articles seen before ``before`` (the story quiet period):
+        new articles are compared with recent ones only. Returns the articles forgotten."""
         with self.db.atomic():
             row = self.db.execute(
                 "SELECT min(id) FROM articles WHERE seen_at >= ?", [stamp(before)]
@@ -695,6 +751,19 @@ class Store:
             )
         ]
 
+    def recent_story_texts(self, limit: int = 2000) -> list[str]:
+        """Title and text of the newest article of each of the ``limit`` most recently
+        active stories (word rarity for story clustering)."""
+        return [
+            "\n".join(row)
+            for row in self.db.execute(
+                """SELECT title, summary, content FROM articles WHERE id IN
+                       (SELECT max(id) FROM articles WHERE story_id IS NOT NULL
+                        GROUP BY story_id ORDER BY max(id) DESC LIMIT ?)""",
+                [limit],
+            )
+        ]
+
     def article_seen(self, article_id: int) -> str:
         row = self.db.execute("SELECT seen_at FROM articles WHERE id = ?", [article_id]).fetchone()
         return str(row[0]) if row else ""
@@ -729,6 +798,8 @@ class Store:
         rows = list(
             self.db.query(
                 f"""SELECT s.id, s.title, s.first_seen, s.last_seen, s.articles, s.sources,
+                           (SELECT min(id) FROM articles WHERE story_id = s.id)
+                               AS first_article_id,
                            (SELECT group_concat(source, ' ') FROM (SELECT DISTINCT source
                                FROM articles WHERE story_id = s.id ORDER BY id)) AS outlets,
                            (SELECT count(*) FROM hits h JOIN articles a ON a.id = h.article_id

@@ -25,23 +25,23 @@ little; the names, places and numbers of one event say a lot. So:
 recall on the hand-labelled articles in ``tests/data/stories/labelled.yaml``.
 
 Finding candidates: each article is indexed under a bottom-k MinHash of its *rare*
-words (the ``KEYS`` smallest hashes among the words in fewer than ``RARE_SHARE`` of
-recent articles). Two reports of one event share most of their rare words (names,
+words (the ``KEYS`` smallest hashes among the words in at most ``RARE_SHARE`` of recent
+stories). Two reports of one event share most of their rare words (names,
 places, figures), so they share a key; common topic words are never keys, so no key's
 list of articles grows long, and one indexed lookup finds the candidates whatever the
 number of stored articles. An article with no rare word is not indexed (it joins
-nothing). Word frequencies come from recent stored articles (:func:`frequencies`); with
-none yet (a new database) every word counts as rare and weighs the same.
+nothing). Word frequencies come from the newest article of each recent story
+(:class:`Vocabulary`); with too few yet (a new database) every word counts as rare and
+weighs the same.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import zlib
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -54,11 +54,10 @@ SAME = 0.5
 MIN_WORDS = 6
 #: Rare words an article is indexed under.
 KEYS = 12
-#: A word in a larger share of recent articles than this is never a key.
-RARE_SHARE = 0.1
-
-# "1,200" and "1.200" are one number, not "1" and "200".
-_GROUPED_DIGITS = re.compile(r"(?<=\d)[,.](?=\d)")
+#: A word in at most this share of recent stories (or in at most RARE_COUNT of them) is
+#: rare: it may be a key.
+RARE_SHARE = 0.002
+RARE_COUNT = 2.5
 
 # Function words, reporting verbs, days and the like: they say nothing about which event
 # an article reports. Compared after folding (stem_key), so "said" and "says" are one.
@@ -106,7 +105,8 @@ class Sketch:
 
     #: Hashes of its content words.
     words: frozenset[int]
-    #: Hashes of the numbers it states ("14", "14th", "1,200"), a subset of ``words``.
+    #: Hashes of the numbers it states ("14", "14th"; "1,200" is "1" and "200"), a
+    #: subset of ``words``.
     numbers: frozenset[int]
     #: Its rarest words (hashes), to index it under.
     keys: tuple[int, ...] = ()
@@ -115,40 +115,46 @@ class Sketch:
 def content_words(text: str) -> frozenset[int]:
     """Hashes of the folded content words of ``text``."""
     lookup = _KEY_OF.__getitem__
-    found = set(map(lookup, words(_GROUPED_DIGITS.sub("", text))))
+    found = set(map(lookup, words(text)))
     found.discard(-1)
     return frozenset(found)
 
 
-def sketch(title: str, text: str, vocabulary: Vocabulary | None = None) -> Sketch:
-    """The sketch of an article with this title and plain text (summary and body)."""
-    seq = words(_GROUPED_DIGITS.sub("", title + "\n" + text))
+def fingerprint(seq: Iterable[str]) -> tuple[frozenset[int], frozenset[int]]:
+    """(content words, numbers) of an article's words (as :func:`monitor.text.words`
+    splits them; "1,200" is two numbers, the same in every copy). The parse workers
+    compute it with the content hash, so the daemon's loop does not split the text
+    again."""
+    seq = list(seq)
     lookup = _KEY_OF.__getitem__
     found = set(map(lookup, seq))
     numbers = {lookup(w) for w in seq if not w.isalpha()}
     found.discard(-1)
     numbers.discard(-1)
-    shares = vocabulary.shares if vocabulary is not None else {}
-    return Sketch(frozenset(found), frozenset(numbers), keys_of(found, shares))
+    return frozenset(found), frozenset(numbers)
 
 
-def keys_of(found: Iterable[int], shares: Mapping[int, float]) -> tuple[int, ...]:
+def sketch(
+    title: str,
+    text: str,
+    vocabulary: Vocabulary | None = None,
+    *,
+    prints: tuple[frozenset[int], frozenset[int]] | None = None,
+) -> Sketch:
+    """The sketch of an article with this title and plain text (summary and body);
+    ``prints``: its :func:`fingerprint`, if already known."""
+    found, numbers = prints or fingerprint(words(title + "\n" + text))
+    return Sketch(found, numbers, keys_of(found, vocabulary))
+
+
+def keys_of(found: Iterable[int], vocabulary: Vocabulary | None) -> tuple[int, ...]:
     """The index keys of a word set: a bottom-k MinHash of its rare words (the ``KEYS``
-    smallest hashes among the words in fewer than ``RARE_SHARE`` of recent articles).
-    Two articles share a key with a probability that grows with the overlap of their
-    rare words, and the common topic words never make the lists long."""
-    get = shares.get
-    return tuple(sorted(h for h in found if get(h, 0.0) < RARE_SHARE)[:KEYS])
-
-
-def frequencies(texts: Iterable[str]) -> dict[int, float]:
-    """Word hash -> share of ``texts`` it occurs in (the rarity estimate)."""
-    counts: Counter[int] = Counter()
-    total = 0
-    for text in texts:
-        total += 1
-        counts.update(content_words(text))
-    return {h: n / total for h, n in counts.items()} if total else {}
+    smallest hashes among the words that are rare, see :class:`Vocabulary`). Two
+    articles share a key with a probability that grows with the overlap of their rare
+    words, and the common topic words never make the lists long."""
+    if vocabulary is None or not vocabulary.shares:
+        return tuple(sorted(found)[:KEYS])
+    return tuple(sorted(set(found) - vocabulary.common)[:KEYS])
 
 
 class _Weights(dict[int, float]):
@@ -161,33 +167,51 @@ class _Weights(dict[int, float]):
 
 
 class Vocabulary:
-    """How rare each word is among recent articles: the index keys and the weights are
-    taken from it. Weight = log(1 / share); a word not seen recently weighs the most;
-    with no frequencies at all every word weighs 1 (and counts as rare)."""
+    """How rare each word is among recent stories: the index keys and the weights are
+    taken from it. A word is *rare* when it is in at most ``RARE_SHARE`` of the sampled
+    stories (and always when in at most ``RARE_COUNT`` of them: a small sample must not
+    make every word common). Weight = log(1 / share); a word not in the sample weighs
+    the most. With too small a sample (fewer than ``minimum`` texts) there is no
+    estimate: every word is rare and weighs 1."""
 
-    #: Articles stored between two refreshes of the frequencies (and the fewest that
-    #: make a first estimate worth having).
-    REFRESH_EVERY = 2000
+    #: Stories sampled, articles stored between two refreshes (the daemon also refreshes
+    #: hourly), and the fewest texts worth an estimate.
+    SAMPLE = 2000
+    REFRESH_EVERY = 10_000
     FIRST_AFTER = 200
 
-    def __init__(self, shares: Mapping[int, float] | None = None) -> None:
-        self.update(shares)
+    def __init__(self, texts: Sequence[str] = (), *, minimum: int | None = None) -> None:
+        self._minimum = self.FIRST_AFTER if minimum is None else minimum
+        self.refresh(texts)
 
     def stale(self, stored: int) -> bool:
         """Count ``stored`` new articles; True when the frequencies should be taken again
-        from recent articles (a new database gets its first estimate early, so a first
+        from recent stories (a new database gets its first estimate early, so a first
         cycle of thousands of feeds is not clustered with every word counted rare)."""
         self._stored += stored
-        due = self.FIRST_AFTER if not self.shares else self.REFRESH_EVERY
-        return self._stored >= due
+        return self._stored >= self.REFRESH_EVERY or (
+            not self.shares and self._stored >= self._minimum
+        )
 
-    def update(self, shares: Mapping[int, float] | None) -> None:
-        """Take new frequencies (:func:`frequencies` of recent articles)."""
+    def refresh(self, texts: Sequence[str]) -> None:
+        """Take the word frequencies of these texts: one per recent story, so that a
+        story carried by many outlets does not make its own names look common."""
         self._stored = 0
-        self.shares = dict(shares or {})
-        weights = _Weights({h: -math.log(s) for h, s in self.shares.items()})
-        if self.shares:
-            weights.unseen = -math.log(min(self.shares.values()) / 2)
+        counts: Counter[int] = Counter()
+        for text in texts:
+            counts.update(content_words(text))
+        total = len(texts)
+        weights = _Weights()
+        if total and total >= self._minimum:
+            self.shares = {h: n / total for h, n in counts.items()}
+            self.rare_below = max(RARE_SHARE, RARE_COUNT / total)
+            self.common = frozenset(h for h, s in self.shares.items() if s > self.rare_below)
+            weights.update({h: -math.log(s) for h, s in self.shares.items()})
+            weights.unseen = math.log(2 * total)
+        else:
+            self.shares = {}
+            self.rare_below = 1.0
+            self.common = frozenset()
         self._weights = weights
 
     def total(self, hashes: Iterable[int]) -> float:
@@ -212,11 +236,6 @@ def comparable(a: Sketch, b: Sketch) -> bool:
     return not (a.numbers and b.numbers and not a.numbers & b.numbers)
 
 
-def same_story(a: Sketch, b: Sketch, vocabulary: Vocabulary) -> bool:
-    """Whether two articles report the same event (see the module docstring)."""
-    return comparable(a, b) and similarity(a, b, vocabulary) >= SAME
-
-
 def best_story(
     new: Sketch, candidates: Sequence[tuple[int, Sketch]], vocabulary: Vocabulary
 ) -> int | None:
@@ -237,6 +256,9 @@ def best_story(
     return best[1] if best else None
 
 
+assert array("I").itemsize == 4, "word hashes are stored as 32-bit unsigned integers"
+
+
 def pack(values: Iterable[int]) -> bytes:
     """Word hashes as bytes for storage."""
     return array("I", sorted(values)).tobytes()
@@ -248,11 +270,22 @@ def unpack(blob: bytes) -> frozenset[int]:
     return frozenset(values)
 
 
+#: Second-level labels under which country domains register names (bbc.co.uk, abc.net.au).
+_SECOND_LEVEL = frozenset("co com net org gov ac edu or ne go".split())
+
+
 def outlet(link: str, feed: str) -> str:
-    """Who published an article, for counting distinct sources: the link's host without
-    ``www.``, else the feed's name."""
+    """Who published an article, for counting distinct sources: the registered domain of
+    its link (``uk.reuters.com`` and ``www.reuters.com`` are both ``reuters.com``; a
+    country domain keeps its second level: ``bbc.co.uk``), else the feed's name."""
     try:
-        host = (urlsplit(link).hostname or "").lower()
+        host = (urlsplit(link).hostname or "").lower().rstrip(".")
     except ValueError:
         host = ""
-    return host.removeprefix("www.") or feed
+    if not host:
+        return feed
+    labels = host.split(".")
+    if len(labels) > 2 and not host.replace(".", "").isdigit():
+        keep = 3 if len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVEL else 2
+        host = ".".join(labels[-keep:])
+    return host

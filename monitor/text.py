@@ -250,8 +250,13 @@ _KEYS = _KeyCache()
 
 def content_hash(*parts: str) -> str:
     """A short stable hash of normalised text: equal for copies that differ in case/spacing."""
+    return words_hash([words(p) for p in parts])
+
+
+def words_hash(parts: Iterable[list[str]]) -> str:
+    """:func:`content_hash` of texts already split by :func:`words`."""
     lookup = _KEYS.__getitem__
-    normal = " ".join(" ".join(map(lookup, words(p))) for p in parts)
+    normal = " ".join(" ".join(map(lookup, p)) for p in parts)
     return hashlib.sha256(normal.encode()).hexdigest()[:32]
 
 

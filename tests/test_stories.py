@@ -21,15 +21,22 @@ from monitor.policy import story_steps
 from monitor.render import render
 from monitor.ruleset import load_rules
 from monitor.store import Store
-from monitor.stories import Vocabulary, frequencies, same_story, sketch
+from monitor.stories import (
+    Vocabulary,
+    best_story,
+    content_words,
+    outlet,
+    sketch,
+)
+from monitor.text import words
 
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from story_quality import evaluate, load  # noqa: E402
+from story_quality import evaluate, load, vocabulary_of  # noqa: E402
 
 LABELLED = {a["id"]: a for a in load()}
-VOCABULARY = Vocabulary(frequencies(f"{a['title']}\n{a['text']}" for a in LABELLED.values()))
+VOCABULARY = vocabulary_of(list(LABELLED.values()), fresh=False)
 
 
 def article(key: str, *, outlet: str | None = None) -> Article:
@@ -70,12 +77,12 @@ def save(
 
 
 def stories(store: Store) -> list[tuple[int, int]]:
-    return [(r["articles"], r["sources"]) for r in store.stories()]
+    return [(r["articles"], r["sources"]) for r in store.stories(limit=10_000)]
 
 
 def test_clustering_quality_on_the_labelled_articles_stays_high() -> None:
     first, shuffled = evaluate(orders=10)
-    # Floors under today's figures (file order 1.000 / 0.938; the thresholds were chosen
+    # Floors under today's figures (file order 1.000 / 0.946; the thresholds were chosen
     # on this set, so it flatters them): a change that costs more fails here.
     assert first.precision >= 0.97, first.false_alarms
     assert first.recall >= 0.9, first.misses
@@ -87,6 +94,9 @@ def test_clustering_quality_on_the_labelled_articles_stays_high() -> None:
         assert joined == pairs, kind
     joined, pairs = first.by_kind["paraphrase"]
     assert joined >= 0.8 * pairs
+    # A new database (no word frequencies yet) merges a little more: 0.970 / 1.000.
+    fresh, _ = evaluate(fresh=True)
+    assert fresh.precision >= 0.95 and fresh.recall >= 0.95, fresh.false_alarms
 
 
 def test_different_packages_and_rounds_of_talks_stay_apart() -> None:
@@ -97,7 +107,7 @@ def test_different_packages_and_rounds_of_talks_stay_apart() -> None:
         for b in eu15:
             left = sketch(LABELLED[a]["title"], LABELLED[a]["text"], VOCABULARY)
             right = sketch(LABELLED[b]["title"], LABELLED[b]["text"], VOCABULARY)
-            assert not same_story(left, right, VOCABULARY), (a, b)
+            assert best_story(left, [(1, right)], VOCABULARY) is None, (a, b)
 
 
 def test_copies_from_other_outlets_join_one_story_and_alert_once(
@@ -166,23 +176,55 @@ def test_a_quiet_story_closes_and_its_index_is_pruned(store: Store, clock: Clock
 
 def test_story_steps_decide_first_alert_follow_ups_and_skipped_thresholds() -> None:
     once = StoryPolicy(follow_up=(3, 5))
-    assert story_steps(once, 1, [10], set()) == [(10, 0)]
-    assert story_steps(once, 2, [10, 11], {0}) == []
-    assert story_steps(once, 3, [10, 11, 12], {0}) == [(12, 3)]
-    assert story_steps(once, 5, [10, 12], {0, 3}) == [(12, 5)]
-    assert story_steps(once, 6, [10, 12], {0, 3, 5}) == []
-    # The first alert goes out at 4 sources: threshold 3 is recorded, not followed up.
-    held = StoryPolicy(min_sources=4, follow_up=(5,))
-    assert story_steps(held, 3, [10], set()) == []
-    assert story_steps(held, 4, [10, 11], set()) == [(10, 0)]
-    assert story_steps(StoryPolicy(min_sources=2, follow_up=(3,)), 3, [7], set()) == [
-        (7, 0),
-        (7, -3),
-    ]
+    assert story_steps(once, 1, [10], 10, set()) == [(10, 0)]
+    assert story_steps(once, 2, [11], 11, {0}) == []  # a copy: stored, not alerted
+    assert story_steps(once, 3, [12], 12, {0}) == [(12, 3)]
+    assert story_steps(once, 5, [], 12, {0, 3}) == [(12, 5)]  # grew by an article not hit
+    assert story_steps(once, 6, [13], 13, {0, 3, 5}) == []
+    # Held until 4 sources; then the first hit goes out and 3 is recorded, not followed up.
+    held = StoryPolicy(min_sources=4, follow_up=(3, 5))
+    assert story_steps(held, 3, [10, 11], 11, set()) == []
+    assert story_steps(held, 4, [10, 11, 12], 12, set()) == [(10, 0), (12, -3)]
     # Two thresholds passed at once (a restart, say): only the higher one is sent.
-    assert story_steps(once, 5, [10, 12], {0}) == [(12, -3), (12, 5)]
-    every = StoryPolicy(once_per_story=False)
-    assert story_steps(every, 1, [1, 2, 3], {0}, {1}) == [(2, 0), (3, 0)]
+    assert story_steps(once, 5, [], 12, {0}) == [(12, -3), (12, 5)]
+    # Every copy alerted; the copy that reaches a threshold is not alerted twice.
+    every = StoryPolicy(once_per_story=False, follow_up=(2,))
+    assert story_steps(every, 1, [1], 1, set()) == [(1, 0)]
+    assert story_steps(every, 2, [2], 2, {0}) == [(2, 0), (2, -2)]
+    assert story_steps(every, 3, [3], 3, {0, 2}) == [(3, 0)]
+
+
+def test_changing_a_rules_policy_does_not_resend_old_copies(store: Store, clock: Clock) -> None:
+    assert len(save(store, clock, ["a01", "a02", "a03"])) == 1
+    # Every copy alerted from now on: the copies already decided are not sent now.
+    assert len(save(store, clock, ["a04"], StoryPolicy(once_per_story=False))) == 1
+
+
+def test_held_hits_of_a_removed_rule_stay_held(store: Store, clock: Clock) -> None:
+    assert save(store, clock, ["a01"], StoryPolicy(min_sources=2)) == []
+    # The rule is gone when a second outlet carries the story: nothing goes out for it.
+    assert store.save([(article("a02"), [])], clock(), policies={}) == []
+    assert store.db.execute("SELECT count(*) FROM hits WHERE held = 1").fetchone()[0] == 1
+
+
+def test_a_crowded_key_does_not_hide_the_original(store: Store, clock: Clock) -> None:
+    save(store, clock, ["a01"])
+    # Many newer articles share one of its index keys (a rare word) and nothing else.
+    original = LABELLED["a01"]
+    keys = sketch(original["title"], original["text"], VOCABULARY).keys
+    word = next(w for w in words(original["text"]) if content_words(w) & set(keys))
+    for i in range(120):
+        filler = Article(
+            feed="filler",
+            uid=f"filler-{i}",
+            title=f"Council notice {i}",
+            link=f"https://filler{i}.example/{i}",
+            summary=f"{word} municipal bakery opens new branch number {i} downtown street",
+        )
+        store.save([(filler, [])], clock())
+    copy = store.save([(article("a02"), [hit()])], clock(), vocabulary=VOCABULARY)
+    assert copy == []  # joined the original's story (already alerted), not a new one
+    assert (2, 2) in stories(store)
 
 
 def test_story_policy_keys_are_validated_with_their_location(tmp_path: Path) -> None:
@@ -232,3 +274,25 @@ def test_stories_command_lists_stories_and_shows_one(tmp_path: Path, clock: Cloc
     assert missing.exit_code == 1 and "no story #999" in missing.output
     hits = CliRunner().invoke(main, ["hits", "-c", str(project.config)])
     assert f"story:   #{story['id']} (3 sources)" in hits.output
+
+
+def test_outlets_are_registered_domains() -> None:
+    assert outlet("https://uk.reuters.com/world/x", "f") == "reuters.com"
+    assert outlet("https://www.reuters.com/world/x", "f") == "reuters.com"
+    assert outlet("https://www.bbc.co.uk/news/1", "f") == "bbc.co.uk"
+    assert outlet("", "wire") == "wire"
+    assert outlet("http://[::1", "wire") == "wire"  # unparseable
+
+
+def test_a_few_stored_texts_do_not_make_every_word_common() -> None:
+    original, copy = LABELLED["a01"], LABELLED["a02"]
+    few = Vocabulary([f"{original['title']}\n{original['text']}"] * 5)
+    assert few.shares == {}  # too few for an estimate: every word stays rare
+    new = sketch(copy["title"], copy["text"], few)
+    old = sketch(original["title"], original["text"], few)
+    assert new.keys and set(new.keys) & set(old.keys)
+    assert best_story(new, [(7, old)], few) == 7
+    # With an estimate, words of a small sample stay rare up to RARE_COUNT stories.
+    small = Vocabulary([a["text"] for a in LABELLED.values()][:40], minimum=1)
+    assert small.rare_below > 0.05
+    assert sketch(copy["title"], copy["text"], small).keys
