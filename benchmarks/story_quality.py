@@ -26,8 +26,7 @@ from typing import Any
 import yaml
 from rule_quality import Score
 
-from monitor.store import MIN_SHARED_KEYS
-from monitor.stories import Sketch, Vocabulary, best_story, sketch
+from monitor.stories import Sketch, Vocabulary, best_story, shared_keys_needed, sketch
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "stories" / "labelled.yaml"
@@ -65,7 +64,7 @@ def cluster(articles: list[dict[str, Any]], vocabulary: Vocabulary, *, lsh: bool
     for article in articles:
         new = sketch(article["title"], article["text"], vocabulary)
         keys = set(new.keys)
-        need = min(MIN_SHARED_KEYS, len(keys))
+        need = shared_keys_needed(new)
         candidates = [(s, k) for s, k in seen if not lsh or len(keys.intersection(k.keys)) >= need]
         story = best_story(new, candidates, vocabulary)
         if story is None:

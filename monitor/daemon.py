@@ -35,7 +35,7 @@ from monitor.fetch import Fetcher
 from monitor.match import Matcher
 from monitor.models import FeedConfig
 from monitor.parse import ParsePool
-from monitor.pipeline import PollContext, in_flight, poll_feed
+from monitor.pipeline import PollContext, in_flight, poll_feed, refresh_vocabulary
 from monitor.ruleset import load_rules, resolve_references, rule_files
 from monitor.store import Store
 from monitor.stories import Vocabulary
@@ -166,7 +166,7 @@ class Daemon:
 
     async def _prune_stories(self, store: Store) -> None:
         # On the event loop, like the polls: the store's connection is not shared.
-        self.vocabulary.refresh(store.recent_story_texts(Vocabulary.SAMPLE))
+        refresh_vocabulary(store, self.vocabulary)
         forgotten = store.prune_story_index(
             self.now() - timedelta(seconds=self.settings.story_quiet)
         )

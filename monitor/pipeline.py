@@ -137,7 +137,7 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
             vocabulary=ctx.vocabulary,
         )
         if ctx.vocabulary.stale(len(new)):
-            ctx.vocabulary.refresh(store.recent_story_texts(ctx.vocabulary.SAMPLE))
+            refresh_vocabulary(store, ctx.vocabulary)
     at = now()
     upcoming = next_poll(
         at,
@@ -175,6 +175,14 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
         hits=hit_count,
         next_poll=upcoming,
     )
+
+
+def refresh_vocabulary(store: Store, vocabulary: Vocabulary) -> None:
+    """Word rarity from the newest article of each recent story; the stored index keys
+    rebuilt if the common words moved a lot (a new database's first estimates)."""
+    if vocabulary.refresh(store.recent_story_texts(vocabulary.SAMPLE)):
+        rekeyed = store.rekey_stories(vocabulary)
+        log.info("stories_rekeyed articles=%d common_words=%d", rekeyed, len(vocabulary.common))
 
 
 def _failed(

@@ -27,8 +27,10 @@ from monitor.stories import (
     Sketch,
     Vocabulary,
     best_story,
+    keys_of,
     outlet,
     pack,
+    shared_keys_needed,
     sketch,
     unpack,
 )
@@ -36,15 +38,13 @@ from monitor.text import mask_url, stamp, unstamp
 
 #: How long a story stays open to new articles after its last one (stories.quiet).
 DEFAULT_QUIET = timedelta(days=2)
-#: Newest index rows read for a new article, and the most stored articles compared with
-#: it (those sharing the most keys). Bounds for hostile input: reports of one event
-#: share several keys, and a rare word is in few articles.
-INDEX_ROWS = 5000
-MAX_CANDIDATES = 60
-#: Keys a stored article must share with a new one to be compared at all: reports of one
-#: event share several (bottom-k of much the same rare words); a name that happens to
-#: be in both is one. Costs no recall on the labelled set (benchmarks/story_quality.py).
-MIN_SHARED_KEYS = 2
+#: Newest entries read under each index key of a new article, and the most stored
+#: articles compared with it (those sharing the most keys).
+PER_KEY = 200
+MAX_CANDIDATES = 40
+#: Most recent indexed articles whose keys are rebuilt when the common words change.
+REKEY_LIMIT = 20_000
+
 #: Articles of one story compared with a new one, at most (the newest).
 PER_STORY = 3
 
@@ -509,21 +509,28 @@ class Store:
         text = "\n".join(p for p in (article.summary, article.content) if p)
         new = sketch(article.title, text, vocabulary, prints=article.fingerprint)
         if not new.keys or len(new.words) < MIN_WORDS:
-            return new, None
-        # Stored articles sharing index keys with it, newest first, ranked by how many
-        # keys they share: one key shared by many cannot crowd out the article that
-        # shares five.
-        marks = ",".join("?" * len(new.keys))
-        shared = Counter(
-            row[0] >> 5
-            for row in self.db.execute(
-                f"SELECT id FROM story_keys WHERE key IN ({marks}) ORDER BY id DESC LIMIT ?",
-                [*new.keys, INDEX_ROWS],
-            )
+            return new, None  # nothing to look it up by: a story of its own
+        # Stored articles sharing at least two index keys with it, ranked by how many
+        # they share. Only the newest entries of each key are read: a key that thousands
+        # of articles have (a common word) costs no more than a rare one, and cannot
+        # crowd out the one old article that shares ten keys.
+        per_key = " UNION ALL ".join(
+            ["SELECT * FROM (SELECT id FROM story_keys WHERE key = ? ORDER BY id DESC LIMIT ?)"]
+            * len(new.keys)
         )
-        need = min(MIN_SHARED_KEYS, len(new.keys))
-        ranked = sorted(((n, a) for a, n in shared.items() if n >= need), reverse=True)
-        ranked = ranked[:MAX_CANDIDATES]
+        ranked = [
+            row[0]
+            for row in self.db.execute(
+                f"""SELECT id >> 5 AS article, count(*) AS shared FROM ({per_key})
+                    GROUP BY article HAVING shared >= ?
+                    ORDER BY shared DESC, article DESC LIMIT ?""",
+                [
+                    *(v for key in new.keys for v in (key, PER_KEY)),
+                    shared_keys_needed(new),
+                    MAX_CANDIDATES,
+                ],
+            )
+        ]
         if not ranked:
             return new, None
         marks = ",".join("?" * len(ranked))
@@ -533,14 +540,14 @@ class Store:
                 f"""SELECT s.article_id, s.story_id, s.words, s.numbers
                     FROM story_sketches s JOIN stories st ON st.id = s.story_id
                     WHERE s.article_id IN ({marks}) AND st.last_seen >= ?""",
-                [*(a for _, a in ranked), cutoff],
+                [*ranked, cutoff],
             )
         }
         # The closest few articles of each story are enough to compare with: a story of
         # hundreds of copies costs no more than one of three.
         per_story: Counter[int] = Counter()
         candidates: list[tuple[int, Sketch]] = []
-        for _, candidate in ranked:
+        for candidate in ranked:
             if candidate in rows:
                 story, words, numbers = rows[candidate]
                 per_story[story] += 1
@@ -680,6 +687,27 @@ class Store:
             if cursor.lastrowid and cursor.rowcount:
                 created.append(cursor.lastrowid)
         return created
+
+    def rekey_stories(self, vocabulary: Vocabulary, limit: int = REKEY_LIMIT) -> int:
+        """Rebuild the index keys of the ``limit`` newest indexed articles under the
+        vocabulary's common words (called when they changed a lot: a new database's
+        first estimates). Returns the articles rekeyed."""
+        with self.db.atomic():
+            rows = self.db.execute(
+                "SELECT article_id, words FROM story_sketches ORDER BY article_id DESC LIMIT ?",
+                [limit],
+            ).fetchall()
+            for article_id, words in rows:
+                keys = keys_of(unpack(words), vocabulary)
+                self.db.execute(
+                    "DELETE FROM story_keys WHERE id >= ? AND id < ?",
+                    [article_id * 32, article_id * 32 + 32],
+                )
+                self.db.conn.executemany(
+                    "INSERT INTO story_keys (id, key) VALUES (?, ?)",
+                    [(article_id * 32 + band, key) for band, key in enumerate(keys)],
+                )
+        return len(rows)
 
     def prune_story_index(self, before: datetime) -> int:
         """Forget the sketches of articles seen before ``before`` (the story quiet period):

@@ -24,14 +24,16 @@ little; the names, places and numbers of one event say a lot. So:
 ``SAME`` is the threshold; ``benchmarks/story_quality.py`` measures pair precision and
 recall on the hand-labelled articles in ``tests/data/stories/labelled.yaml``.
 
-Finding candidates: each article is indexed under a bottom-k MinHash of its *rare*
-words (the ``KEYS`` smallest hashes among the words in at most ``RARE_SHARE`` of recent
-stories). Two reports of one event share most of their rare words (names,
-places, figures), so they share a key; common topic words are never keys, so no key's
-list of articles grows long, and one indexed lookup finds the candidates whatever the
-number of stored articles. An article with no rare word is not indexed (it joins
-nothing). Word frequencies come from the newest article of each recent story
-(:class:`Vocabulary`); with too few yet (a new database) every word counts as rare and
+Finding candidates: each article is indexed under a bottom-k MinHash of its words that
+are not common: the ``KEYS`` smallest hashes among the words in at most
+``COMMON_SHARE`` of recent stories (or in at most ``COMMON_COUNT`` of them), which the
+store keeps in an indexed table. Two articles with Jaccard similarity J over those words
+share about ``KEYS`` x J keys: a copy nearly all, a paraphrase several (names, places,
+figures), an unrelated article at most one by chance. The store compares a new article
+only with articles that share enough keys (:func:`shared_keys_needed`), reading a
+bounded number of entries per key, so a lookup costs the same whatever the number of
+stored articles. Word frequencies (:class:`Vocabulary`) come from the newest article of
+each recent story; with too few yet (a new database) no word is common and every word
 weighs the same.
 """
 
@@ -43,6 +45,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from urllib.parse import urlsplit
 
 from monitor.text import stem_key, words
@@ -52,12 +55,14 @@ SAME = 0.5
 #: Content words an article needs to be compared at all (a bare headline of three words
 #: would otherwise join any story that uses them).
 MIN_WORDS = 6
-#: Rare words an article is indexed under.
-KEYS = 12
-#: A word in at most this share of recent stories (or in at most RARE_COUNT of them) is
-#: rare: it may be a key.
-RARE_SHARE = 0.002
-RARE_COUNT = 2.5
+#: Index keys per article (bottom-k MinHash of its words that are not common).
+KEYS = 16
+#: A word in more than this share of recent stories (and in more than COMMON_COUNT of
+#: them: a small sample proves little) is common: never an index key.
+COMMON_SHARE = 0.002
+COMMON_COUNT = 5
+#: Share of the common words that must change at a refresh for stored keys to be rebuilt.
+REKEY_CHANGE = 0.1
 
 # Function words, reporting verbs, days and the like: they say nothing about which event
 # an article reports. Compared after folding (stem_key), so "said" and "says" are one.
@@ -108,7 +113,7 @@ class Sketch:
     #: Hashes of the numbers it states ("14", "14th"; "1,200" is "1" and "200"), a
     #: subset of ``words``.
     numbers: frozenset[int]
-    #: Its rarest words (hashes), to index it under.
+    #: Its index keys: the smallest of its word hashes (bottom-k MinHash).
     keys: tuple[int, ...] = ()
 
 
@@ -147,37 +152,33 @@ def sketch(
     return Sketch(found, numbers, keys_of(found, vocabulary))
 
 
-def keys_of(found: Iterable[int], vocabulary: Vocabulary | None) -> tuple[int, ...]:
-    """The index keys of a word set: a bottom-k MinHash of its rare words (the ``KEYS``
-    smallest hashes among the words that are rare, see :class:`Vocabulary`). Two
-    articles share a key with a probability that grows with the overlap of their rare
-    words, and the common topic words never make the lists long."""
-    if vocabulary is None or not vocabulary.shares:
-        return tuple(sorted(found)[:KEYS])
-    return tuple(sorted(set(found) - vocabulary.common)[:KEYS])
+def keys_of(found: Iterable[int], vocabulary: Vocabulary | None = None) -> tuple[int, ...]:
+    """The index keys of a word set: a bottom-k MinHash (the ``KEYS`` smallest hashes) of
+    its words that are not common (in more than ``COMMON_SHARE`` of recent stories).
+    Two articles share about ``KEYS`` x J keys, J being the Jaccard similarity of those
+    word sets. Names, places and figures are far below the threshold and topic words
+    far above it, so the keys hardly change as word frequencies drift: an article stored
+    days ago is found under the keys chosen today."""
+    common = vocabulary.common if vocabulary is not None else frozenset()
+    return tuple(sorted(set(found) - common)[:KEYS])
 
 
-class _Weights(dict[int, float]):
-    """word hash -> weight; a word not in the table weighs ``unseen``."""
-
-    unseen = 1.0
-
-    def __missing__(self, key: int) -> float:
-        return self.unseen
+def shared_keys_needed(new: Sketch) -> int:
+    """Keys a stored article must share with ``new`` to be compared with it at all:
+    reports of one event share several, an unrelated article at most one by chance; an
+    article with few rare words (few keys) needs only one."""
+    return 2 if len(new.keys) >= KEYS // 2 else 1
 
 
 class Vocabulary:
-    """How rare each word is among recent stories: the index keys and the weights are
-    taken from it. A word is *rare* when it is in at most ``RARE_SHARE`` of the sampled
-    stories (and always when in at most ``RARE_COUNT`` of them: a small sample must not
-    make every word common). Weight = log(1 / share); a word not in the sample weighs
-    the most. With too small a sample (fewer than ``minimum`` texts) there is no
-    estimate: every word is rare and weighs 1."""
+    """How rare each word is among recent stories, which is what a word weighs when two
+    articles are compared: log(1 / share); a word not in the sample weighs the most. With
+    too small a sample (fewer than ``minimum`` texts) every word weighs 1."""
 
-    #: Stories sampled, articles stored between two refreshes (the daemon also refreshes
-    #: hourly), and the fewest texts worth an estimate.
+    #: Stories sampled, most articles stored between two refreshes (the daemon also
+    #: refreshes hourly), and the fewest texts worth an estimate.
     SAMPLE = 2000
-    REFRESH_EVERY = 10_000
+    REFRESH_EVERY = 5000
     FIRST_AFTER = 200
 
     def __init__(self, texts: Sequence[str] = (), *, minimum: int | None = None) -> None:
@@ -187,36 +188,43 @@ class Vocabulary:
     def stale(self, stored: int) -> bool:
         """Count ``stored`` new articles; True when the frequencies should be taken again
         from recent stories (a new database gets its first estimate early, so a first
-        cycle of thousands of feeds is not clustered with every word counted rare)."""
+        cycle of thousands of feeds is not clustered with every word weighing the
+        same)."""
         self._stored += stored
-        return self._stored >= self.REFRESH_EVERY or (
-            not self.shares and self._stored >= self._minimum
-        )
+        # While the sample is small, refresh whenever the articles stored since have
+        # doubled it; then every REFRESH_EVERY articles.
+        due = min(self.REFRESH_EVERY, max(self._minimum, 2 * self.sampled))
+        return self._stored >= due
 
-    def refresh(self, texts: Sequence[str]) -> None:
+    def refresh(self, texts: Sequence[str]) -> bool:
         """Take the word frequencies of these texts: one per recent story, so that a
-        story carried by many outlets does not make its own names look common."""
+        story carried by many outlets does not make its own names look common. True if
+        the common words changed enough for stored articles' keys to be rebuilt (the
+        first estimates of a new database)."""
+        before: frozenset[int] = getattr(self, "common", frozenset())
         self._stored = 0
+        self.sampled = len(texts)
         counts: Counter[int] = Counter()
         for text in texts:
             counts.update(content_words(text))
         total = len(texts)
-        weights = _Weights()
+        weights: dict[int, float] = {}
+        self._unseen = 1.0
         if total and total >= self._minimum:
             self.shares = {h: n / total for h, n in counts.items()}
-            self.rare_below = max(RARE_SHARE, RARE_COUNT / total)
-            self.common = frozenset(h for h, s in self.shares.items() if s > self.rare_below)
-            weights.update({h: -math.log(s) for h, s in self.shares.items()})
-            weights.unseen = math.log(2 * total)
+            weights = {h: -math.log(s) for h, s in self.shares.items()}
+            limit = max(COMMON_SHARE, COMMON_COUNT / total)
+            self.common = frozenset(h for h, s in self.shares.items() if s > limit)
+            self._unseen = math.log(2 * total)  # a word not in the sample weighs the most
         else:
             self.shares = {}
-            self.rare_below = 1.0
             self.common = frozenset()
         self._weights = weights
+        return len(before ^ self.common) > REKEY_CHANGE * max(len(self.common), 1)
 
     def total(self, hashes: Iterable[int]) -> float:
         """The summed weight of these word hashes."""
-        return sum(map(self._weights.__getitem__, hashes))
+        return sum(map(self._weights.get, hashes, repeat(self._unseen)))
 
 
 def similarity(a: Sketch, b: Sketch, vocabulary: Vocabulary) -> float:
