@@ -41,7 +41,7 @@ DEFAULT_QUIET = timedelta(days=2)
 #: Newest entries read under each index key of a new article, and the most stored
 #: articles compared with it (those sharing the most keys).
 PER_KEY = 200
-MAX_CANDIDATES = 40
+MAX_CANDIDATES = 20
 #: Most recent indexed articles whose keys are rebuilt when the common words change.
 REKEY_LIMIT = 20_000
 
@@ -518,8 +518,8 @@ class Store:
             ["SELECT * FROM (SELECT id FROM story_keys WHERE key = ? ORDER BY id DESC LIMIT ?)"]
             * len(new.keys)
         )
-        ranked = [
-            row[0]
+        found = [
+            (row[0], row[1])
             for row in self.db.execute(
                 f"""SELECT id >> 5 AS article, count(*) AS shared FROM ({per_key})
                     GROUP BY article HAVING shared >= ?
@@ -531,8 +531,11 @@ class Store:
                 ],
             )
         ]
-        if not ranked:
+        if not found:
             return new, None
+        # An article sharing a third as many keys as the closest one is not closer.
+        floor = found[0][1] // 3
+        ranked = [article for article, shared in found if shared >= floor]
         marks = ",".join("?" * len(ranked))
         rows = {
             r[0]: r[1:]
