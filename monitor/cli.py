@@ -210,7 +210,14 @@ def hits(config_path: Path, limit: int, rule: str | None, as_json: bool) -> None
         )
         click.echo(f"    matched: {', '.join(row['terms'])}")
         click.echo(f"    why:     {row['snippet']}")
-        click.echo(f"    link:    {row['link']}   sent: {row['deliveries'] or '-'}")
+        sent = row["deliveries"] or (
+            "- (held until the story has more sources)"
+            if row["held"]
+            else "- (its story was already alerted)"
+            if row["story_id"] is not None
+            else "-"
+        )
+        click.echo(f"    link:    {row['link']}   sent: {sent}")
         if row["story_id"] is not None:
             click.echo(f"    story:   #{row['story_id']} ({row['story_sources']} sources)")
 

@@ -804,7 +804,7 @@ class Store:
         where, args = ("WHERE h.rule = ?", [rule]) if rule else ("", [])
         rows = self.db.query(
             f"""SELECT h.id, h.rule, h.rule_version, h.severity, h.terms, h.snippet,
-                       h.created_at, a.feed, a.title, a.link, a.published, a.story_id,
+                       h.created_at, h.held, a.feed, a.title, a.link, a.published, a.story_id,
                        (SELECT sources FROM stories WHERE id = a.story_id) AS story_sources,
                        (SELECT group_concat(d.channel || ':' || d.status, ' ')
                           FROM deliveries d WHERE d.hit_id = h.id) AS deliveries

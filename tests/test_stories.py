@@ -274,6 +274,7 @@ def test_stories_command_lists_stories_and_shows_one(tmp_path: Path, clock: Cloc
     assert missing.exit_code == 1 and "no story #999" in missing.output
     hits = CliRunner().invoke(main, ["hits", "-c", str(project.config)])
     assert f"story:   #{story['id']} (3 sources)" in hits.output
+    assert hits.output.count("sent: - (its story was already alerted)") == 2
 
 
 def test_outlets_are_registered_domains() -> None:
