@@ -452,3 +452,38 @@ def test_an_article_its_hits_and_deliveries_are_one_transaction(store: Store) ->
     assert writes.count("INSERT") == 18
     assert writes[0] in ("BEGIN", "SAVEPOINT") and writes[-1] in ("COMMIT", "RELEASE")
     assert writes.count("COMMIT") + writes.count("RELEASE") == 1
+
+
+def test_the_same_wire_story_in_two_feeds_is_one_story_alerted_once(
+    feed_dir: Path, feed_server: FeedServer, poll: Poller, store: Store, clock: Clock
+) -> None:
+    body = (
+        "Thousands of soldiers were seen moving toward the frontier near Belgorod on "
+        "Tuesday, border guards in Kharkiv said, as 40 armoured vehicles crossed the "
+        "Vovchansk checkpoint and 1,200 troops set up camp outside Shebekino."
+    )
+    wire_copy = Item("Troops mass near the border", body, "https://wire.example/1", "w-1")
+    retitled = Item(
+        "Kharkiv border guards report troop build-up",
+        body + " Local officials asked residents to stay calm.",
+        "https://www.daily.example/world/troops",
+        "d-77",
+    )
+    write_rss(feed_dir / "wire.xml", [wire_copy, BAKERY])
+    write_rss(feed_dir / "daily.xml", [retitled])
+    poll(FeedConfig("wire", feed_server.url("wire.xml"), interval=60))
+    clock.advance(minutes=3)
+    poll(FeedConfig("daily", feed_server.url("daily.xml"), interval=60))
+
+    # Both articles hit troop-movements; the second outlet's copy joined the first one's
+    # story and was stored, not alerted again.
+    assert [r for r in deliveries(store) if r[0] == "troop-movements"] == [
+        ("troop-movements", "chat", "pending")
+    ]
+    stories = store.stories()
+    troop_story = next(s for s in stories if s["sources"] == 2)
+    assert troop_story["articles"] == 2 and troop_story["outlets"] == [
+        "wire.example",
+        "daily.example",
+    ]
+    assert len(stories) == 2  # and the bakery is a story of its own
