@@ -784,14 +784,17 @@ class Store:
 
     def recent_story_texts(self, limit: int = 2000) -> list[str]:
         """Title and text of the newest article of each of the ``limit`` most recently
-        active stories (word rarity for story clustering)."""
+        active stories among the last ``25 x limit`` articles (word rarity for story
+        clustering; bounded so a large database costs the same)."""
         return [
             "\n".join(row)
             for row in self.db.execute(
                 """SELECT title, summary, content FROM articles WHERE id IN
-                       (SELECT max(id) FROM articles WHERE story_id IS NOT NULL
+                       (SELECT max(id) FROM articles
+                        WHERE story_id IS NOT NULL
+                          AND id > (SELECT coalesce(max(id), 0) FROM articles) - ?
                         GROUP BY story_id ORDER BY max(id) DESC LIMIT ?)""",
-                [limit],
+                [limit * 25, limit],
             )
         ]
 
