@@ -119,10 +119,7 @@ class Sketch:
 
 def content_words(text: str) -> frozenset[int]:
     """Hashes of the folded content words of ``text``."""
-    lookup = _KEY_OF.__getitem__
-    found = set(map(lookup, words(text)))
-    found.discard(-1)
-    return frozenset(found)
+    return fingerprint(words(text))[0]
 
 
 def fingerprint(seq: Iterable[str]) -> tuple[frozenset[int], frozenset[int]]:
@@ -185,6 +182,9 @@ class Vocabulary:
 
     def __init__(self, texts: Sequence[str] = (), *, minimum: int | None = None) -> None:
         self._minimum = self.FIRST_AFTER if minimum is None else minimum
+        #: Texts the current estimate was taken from, and the words it found common.
+        self.sampled = 0
+        self.common: frozenset[int] = frozenset()
         self.refresh(texts)
 
     def stale(self, stored: int) -> bool:
@@ -203,8 +203,8 @@ class Vocabulary:
         story carried by many outlets does not make its own names look common. True if
         the common words changed enough for stored articles' keys to be rebuilt (the
         first estimates of a new database)."""
-        before: frozenset[int] = getattr(self, "common", frozenset())
-        warming = getattr(self, "sampled", 0) < self.SAMPLE
+        before = self.common
+        warming = self.sampled < self.SAMPLE
         self._stored = 0
         self.sampled = len(texts)
         counts: Counter[int] = Counter()
@@ -234,15 +234,6 @@ class Vocabulary:
     def total(self, hashes: Iterable[int]) -> float:
         """The summed weight of these word hashes."""
         return sum(map(self._weights.get, hashes, repeat(self._unseen)))
-
-
-def similarity(a: Sketch, b: Sketch, vocabulary: Vocabulary) -> float:
-    """Weighted containment of the smaller sketch in the larger one (0..1)."""
-    if not a.words or not b.words:
-        return 0.0
-    shared = vocabulary.total(a.words & b.words)
-    smaller = min(vocabulary.total(a.words), vocabulary.total(b.words))
-    return shared / smaller if smaller else 0.0
 
 
 def comparable(a: Sketch, b: Sketch) -> bool:
