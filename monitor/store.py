@@ -36,6 +36,8 @@ from monitor.stories import (
 )
 from monitor.text import mask_url, stamp, unstamp
 
+#: Word weights when the caller has no estimate: every word weighs 1.
+_NO_VOCABULARY = Vocabulary()
 #: How long a story stays open to new articles after its last one (stories.quiet).
 DEFAULT_QUIET = timedelta(days=2)
 #: Newest entries read under each index key of a new article, and the most stored
@@ -439,7 +441,8 @@ class Store:
         Each article joins the open story (one with an article in the last ``quiet``) of
         its most similar recent article, or starts one (``vocabulary``: word rarity of
         recent articles, see monitor.stories). Deliveries follow the rules' story
-        policies (``policies``, by rule name; the default policy for others)."""
+        policies (``policies``: every loaded rule by name, and the hits of a rule not in
+        it stay held; None: the default policy for every rule)."""
         seen = stamp(now)
         cutoff = stamp(now - quiet)
         delivery_ids: list[int] = []
@@ -510,8 +513,8 @@ class Store:
         new = sketch(article.title, text, vocabulary, prints=article.fingerprint)
         if not new.keys or len(new.words) < MIN_WORDS:
             return new, None  # nothing to look it up by: a story of its own
-        # Stored articles sharing at least two index keys with it, ranked by how many
-        # they share. Only the newest entries of each key are read: a key that thousands
+        # Stored articles sharing enough index keys with it (shared_keys_needed), ranked
+        # by how many they share. Only the newest entries of each key are read: a key that thousands
         # of articles have (a common word) costs no more than a rare one, and cannot
         # crowd out the one old article that shares ten keys.
         per_key = " UNION ALL ".join(
@@ -556,7 +559,7 @@ class Store:
                 per_story[story] += 1
                 if per_story[story] <= PER_STORY:
                     candidates.append((story, Sketch(unpack(words), unpack(numbers))))
-        return new, best_story(new, candidates, vocabulary or Vocabulary())
+        return new, best_story(new, candidates, vocabulary or _NO_VOCABULARY)
 
     def _join_story(
         self,
@@ -604,11 +607,15 @@ class Store:
                 "VALUES (?, ?, ?, ?)",
                 [article_id, story_id, pack(new.words), pack(new.numbers)],
             )
-            self.db.conn.executemany(
-                "INSERT INTO story_keys (id, key) VALUES (?, ?)",
-                [(article_id * 32 + band, key) for band, key in enumerate(new.keys)],
-            )
+            self._index_keys(article_id, new.keys)
         return article_id, story_id, grew
+
+    def _index_keys(self, article_id: int, keys: Sequence[int]) -> None:
+        """An article's index keys; ``story_keys.id`` is article_id * 32 + band."""
+        self.db.conn.executemany(
+            "INSERT INTO story_keys (id, key) VALUES (?, ?)",
+            [(article_id * 32 + band, key) for band, key in enumerate(keys)],
+        )
 
     def _story_alerts(
         self,
@@ -706,10 +713,7 @@ class Store:
                     "DELETE FROM story_keys WHERE id >= ? AND id < ?",
                     [article_id * 32, article_id * 32 + 32],
                 )
-                self.db.conn.executemany(
-                    "INSERT INTO story_keys (id, key) VALUES (?, ?)",
-                    [(article_id * 32 + band, key) for band, key in enumerate(keys)],
-                )
+                self._index_keys(article_id, keys)
         return len(rows)
 
     def prune_story_index(self, before: datetime) -> int:
