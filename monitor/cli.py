@@ -197,11 +197,7 @@ def hits(config_path: Path, limit: int, rule: str | None, as_json: bool) -> None
         store.close()
     except MonitorError as exc:
         raise click.ClickException(str(exc)) from exc
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-        return
-    if not rows:
-        click.echo("No hits yet.")
+    if _listed(rows, as_json, "No hits yet."):
         return
     for row in rows:
         click.echo(
@@ -211,7 +207,9 @@ def hits(config_path: Path, limit: int, rule: str | None, as_json: bool) -> None
         click.echo(f"    matched: {', '.join(row['terms'])}")
         click.echo(f"    why:     {row['snippet']}")
         sent = row["deliveries"] or (
-            "- (held until the story has more sources)"
+            f"- ({row['muted']})"
+            if row["muted"]
+            else "- (held until the story has more sources)"
             if row["held"]
             else "- (its story was already alerted)"
             if row["story_id"] is not None
@@ -579,3 +577,268 @@ def feeds(config_path: Path, as_json: bool) -> None:
             click.echo(f"    last error ({row['last_error_kind'] or 'error'}): {row['last_error']}")
         if row["stopped_because"]:
             click.echo(f"    stopped: {row['stopped_because']}")
+
+
+def _listed(rows: list[dict[str, Any]], as_json: bool, empty: str) -> bool:
+    """Print ``rows`` as one JSON array, or ``empty`` when there are none; True when
+    nothing more is to be printed."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return True
+    if not rows:
+        click.echo(empty)
+        return True
+    return False
+
+
+def _open_store(settings: Settings, *, readonly: bool = False) -> Any:
+    from monitor.store import Store
+
+    try:
+        return Store(settings.database, readonly=readonly)
+    except MonitorError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+DELIVERY_STATES = ("pending", "deferred", "sent", "dead", "muted", "batched")
+
+
+@main.group(invoke_without_command=True)
+@config_option
+@click.option("--status", type=click.Choice(DELIVERY_STATES), help="Only deliveries in this state.")
+@click.option("--channel", help="Only deliveries to this channel.")
+@click.option("-n", "--limit", default=30, show_default=True, help="How many to show.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
+@click.pass_context
+def deliveries(
+    ctx: click.Context,
+    config_path: Path,
+    status: str | None,
+    channel: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Show the outbox, newest first: every alert, notice and digest per channel, and
+    whether it is pending (with its next try and last error), deferred to a digest, sent,
+    muted by a silence, or dead (given up after delivery.max_age).
+
+    Works while the daemon runs.
+
+    \b
+    Example:
+      news-monitor deliveries --status dead
+      news-monitor deliveries retry 42
+    """
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = config_path
+        return
+    store = _open_store(_settings(config_path), readonly=True)
+    try:
+        rows = store.deliveries(status=status, channel=channel, limit=limit)
+    finally:
+        store.close()
+    if _listed(rows, as_json, "No deliveries."):
+        return
+    colors = {"sent": "green", "dead": "red", "pending": "yellow", "deferred": "cyan"}
+    for row in rows:
+        state = click.style(f"{row['status']:<8}", fg=colors.get(row["status"]))
+        click.echo(
+            f"#{row['id']:<6} {state} {row['channel']:<12} {row['kind']:<6} "
+            f"{row['what']}: {row['title']}"
+        )
+        detail = f"key {row['key']}, attempts {row['attempts']}, queued {row['created_at']}"
+        if row["status"] == "pending":
+            detail += f", next try {row['next_attempt_at']}"
+        elif row["status"] == "sent":
+            detail += f", sent {row['sent_at']}"
+        elif row["status"] == "deferred":
+            detail += f", in {row['batch']} until {row['release_at']}"
+        elif row["status"] == "batched":
+            detail += f", sent in digest delivery of digest #{row['in_digest']}"
+        click.echo(f"        {detail}")
+        if row["last_error"] and row["status"] != "sent":
+            click.echo(f"        last error: {row['last_error']}")
+
+
+@deliveries.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--dead", is_flag=True, help="Every dead delivery.")
+@config_option
+@click.pass_context
+def deliveries_retry(
+    ctx: click.Context, ids: tuple[int, ...], dead: bool, config_path: Path
+) -> None:
+    """Queue deliveries again: the ones named (even sent ones: send again), or with
+    --dead every dead one. They go out at the daemon's next delivery round, with their
+    max age counted afresh.
+
+    \b
+    Example:
+      news-monitor deliveries retry 17 18
+      news-monitor deliveries retry --dead
+    """
+    if not ids and not dead:
+        raise click.UsageError("name delivery ids, or use --dead")
+    source = ctx.get_parameter_source("config_path")
+    if source is click.core.ParameterSource.DEFAULT and ctx.obj is not None:
+        config_path = ctx.obj  # given to the group: deliveries --config FILE retry ...
+    store = _open_store(_settings(config_path))
+    try:
+        count = store.retry(ids, _now(), dead=dead)
+    finally:
+        store.close()
+    click.echo(f"{count} deliver{'y' if count == 1 else 'ies'} queued again.")
+    if ids and count < len(ids):
+        click.echo("(ids that do not exist, or are batched into a digest, were skipped)")
+
+
+@main.group()
+def silence() -> None:
+    """Silence a rule, a feed or a story for a while: its hits are stored (see `hits`)
+    but not alerted, and pending alerts of it are muted. Silences expire by themselves.
+
+    \b
+    Example:
+      news-monitor silence rule sanctions --for 24h --reason "EU summit noise"
+      news-monitor silence list
+      news-monitor silence lift 3
+    """
+
+
+def _silence(kind: str, target: str, for_: str, reason: str, config_path: Path) -> None:
+    from datetime import timedelta
+
+    from monitor.config import parse_duration
+
+    seconds = parse_duration(for_)
+    if seconds is None or seconds <= 0:
+        raise click.BadParameter(
+            f"{for_!r} is not a duration such as 30m, 6h or 2d", param_hint="--for"
+        )
+    settings = _settings(config_path)
+    if kind == "feed" and target not in {f.name for f in settings.feeds}:
+        known = ", ".join(sorted(f.name for f in settings.feeds)) or "none"
+        raise click.ClickException(f"no feed named {target!r} in {config_path} (feeds: {known})")
+    if kind == "rule":
+        from monitor.ruleset import load_rules
+
+        names = {r.name for r in load_rules(settings.rules_dir).rules}
+        if target not in names:
+            raise click.ClickException(
+                f"no rule named {target!r} in {settings.rules_dir} "
+                f"(rules: {', '.join(sorted(names)) or 'none'})"
+            )
+    store = _open_store(settings)
+    try:
+        if kind == "story" and not store.stories(story_id=int(target)):
+            raise click.ClickException(f"no story #{target}; `news-monitor stories` lists them")
+        now = _now()
+        until = now + timedelta(seconds=seconds)
+        silence_id = store.add_silence(kind, target, until, now, reason)
+    finally:
+        store.close()
+    click.echo(f"Silence #{silence_id}: {kind} {target} until {until.isoformat()}.")
+
+
+_FOR = click.option("--for", "for_", required=True, help="How long: 30m, 6h, 2d...")
+_REASON = click.option("--reason", default="", help="Why, shown in `silence list`.")
+
+
+@silence.command("rule")
+@click.argument("name")
+@_FOR
+@_REASON
+@config_option
+def silence_rule(name: str, for_: str, reason: str, config_path: Path) -> None:
+    """Silence the rule NAME.
+
+    \b
+    Example:
+      news-monitor silence rule troop-movements --for 6h
+    """
+    _silence("rule", name, for_, reason, config_path)
+
+
+@silence.command("feed")
+@click.argument("name")
+@_FOR
+@_REASON
+@config_option
+def silence_feed(name: str, for_: str, reason: str, config_path: Path) -> None:
+    """Silence every alert from the feed NAME.
+
+    \b
+    Example:
+      news-monitor silence feed tass --for 6h --reason "flooding"
+    """
+    _silence("feed", name, for_, reason, config_path)
+
+
+@silence.command("story")
+@click.argument("story_id", type=int)
+@_FOR
+@_REASON
+@config_option
+def silence_story(story_id: int, for_: str, reason: str, config_path: Path) -> None:
+    """Silence the story STORY_ID (see `news-monitor stories`): no alerts, follow-ups
+    included, for its articles.
+
+    \b
+    Example:
+      news-monitor silence story 1234 --for 2d
+    """
+    _silence("story", str(story_id), for_, reason, config_path)
+
+
+@silence.command("list")
+@click.option("--all", "everything", is_flag=True, help="Expired and lifted silences too.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
+@config_option
+def silence_list(everything: bool, as_json: bool, config_path: Path) -> None:
+    """List active silences (with --all, past ones too).
+
+    \b
+    Example:
+      news-monitor silence list --all
+    """
+    store = _open_store(_settings(config_path), readonly=True)
+    try:
+        rows = store.silences(_now(), everything=everything)
+    finally:
+        store.close()
+    if _listed(rows, as_json, "No silences." if everything else "No active silences."):
+        return
+    for row in rows:
+        state = "active" if row["active"] else ("lifted" if row["lifted_at"] else "expired")
+        reason = f"  ({row['reason']})" if row["reason"] else ""
+        click.echo(
+            f"#{row['id']:<4} {state:<8} {row['kind']} {row['target']} until {row['until']}{reason}"
+        )
+
+
+@silence.command("lift")
+@click.argument("silence_id", type=int)
+@config_option
+def silence_lift(silence_id: int, config_path: Path) -> None:
+    """End the silence SILENCE_ID now (alerts muted meanwhile stay muted).
+
+    \b
+    Example:
+      news-monitor silence lift 3
+    """
+    store = _open_store(_settings(config_path))
+    try:
+        lifted = store.lift_silence(silence_id, _now())
+    finally:
+        store.close()
+    if not lifted:
+        raise click.ClickException(
+            f"no active silence #{silence_id}; see `news-monitor silence list`"
+        )
+    click.echo(f"Silence #{silence_id} lifted.")

@@ -8,13 +8,15 @@ secrets (SMTP passwords, chat tokens) stay out of the file.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from monitor.errors import ConfigError, ConfigErrors
-from monitor.models import ChannelConfig, FeedConfig
+from monitor.models import ChannelConfig, FeedConfig, Template
+from monitor.render import check_template
+from monitor.schedule import cron_error, parse_quiet_hours, zone
 from monitor.yamlfile import YamlList, YamlMap, load_yaml
 
 TOP_KEYS = (
@@ -32,11 +34,22 @@ TOP_KEYS = (
     "parse",
     "stories",
 )
-FEED_KEYS = ("name", "url", "interval", "enabled", "tags", "silence")
+FEED_KEYS = ("name", "url", "interval", "enabled", "tags", "silence", "baseline")
 HEALTH_KEYS = ("failures", "silence")
 PARSE_KEYS = ("workers", "deadline", "memory_limit")
 STORIES_KEYS = ("quiet",)
-CHANNEL_KEYS = ("url", "tags")
+CHANNEL_KEYS = (
+    "url",
+    "config",
+    "tags",
+    "format",
+    "template",
+    "quiet_hours",
+    "timezone",
+    "digest",
+)
+TEMPLATE_KEYS = ("title", "body")
+FORMATS = ("email", "markdown", "json", "text")
 FETCH_KEYS = (
     "timeout",
     "jitter",
@@ -49,9 +62,9 @@ FETCH_KEYS = (
     "retry_after_cap",
     "max_backoff",
 )
-DELIVERY_KEYS = ("interval", "retry_min", "retry_max")
+DELIVERY_KEYS = ("interval", "retry_min", "retry_max", "max_age", "storm", "baseline")
 _FEED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ENV = re.compile(r"\$\{(credential:)?([A-Za-z_][A-Za-z0-9_.-]*)(?::-([^}]*))?\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
@@ -105,6 +118,13 @@ class Settings:
     #: First retry delay of a failed delivery; doubles per attempt up to retry_max.
     retry_min: float = 30.0
     retry_max: float = 3600.0
+    #: A delivery still failing this long after it was queued is given up (dead) and the
+    #: operator is told.
+    delivery_max_age: float = 2 * 86400.0
+    #: More alerts than this for one channel from one poll become one summary (0: no cap).
+    storm: int = 25
+    #: A new feed's first poll stores its backlog without alerting it (per feed: baseline).
+    baseline: bool = True
     #: How often the daemon looks for changed rule files (SIGHUP reloads at once).
     reload_interval: float = 5.0
     #: Channels told about the daemon itself: failing, silent, stopped feeds.
@@ -156,7 +176,9 @@ class _Reader:
 
     def expand(self, value: str, pos: tuple[int, int]) -> str:
         def sub(m: re.Match[str]) -> str:
-            name, default = m.group(1), m.group(2)
+            credential, name, default = m.group(1), m.group(2), m.group(3)
+            if credential:
+                return self.credential(name, default, pos)
             if name in self.env:
                 return self.env[name]
             if default is not None:
@@ -168,6 +190,25 @@ class _Reader:
             return ""
 
         return _ENV.sub(sub, value)
+
+    def credential(self, name: str, default: str | None, pos: tuple[int, int]) -> str:
+        """A systemd credential (LoadCredential=): the file ``name`` in
+        ``$CREDENTIALS_DIRECTORY``, without its final newline."""
+        directory = self.env.get("CREDENTIALS_DIRECTORY")
+        if directory and "/" not in name:
+            try:
+                return (Path(directory) / name).read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError:
+                pass
+        if default is not None:
+            return default
+        where = f"in {directory}" if directory else "(CREDENTIALS_DIRECTORY is not set)"
+        self.error(
+            f"credential {name} not found {where}; add LoadCredential={name}:/path/to/secret "
+            "to the service unit",
+            pos,
+        )
+        return ""
 
     def string(self, data: YamlMap, key: str, default: str | None = None) -> str | None:
         if key not in data:
@@ -190,6 +231,76 @@ class _Reader:
             )
             return default
         return seconds
+
+    def flag(self, data: YamlMap, key: str, default: Any) -> Any:
+        value = data.get(key, default)
+        if value is not default and not isinstance(value, bool):
+            self.error(f"`{key}` must be true or false", data.pos(key))
+            return default
+        return value
+
+    def channel(self, name: str, spec: Any, where: YamlMap) -> ChannelConfig | None:
+        """A channel: an apprise URL, or a mapping with `url` or `config` and options."""
+        if not isinstance(spec, YamlMap):
+            url = self.string(where, name)
+            return ChannelConfig(name, self._channel_url(name, url, where, name)) if url else None
+        self.unknown(spec, CHANNEL_KEYS, f"channel {name!r}")
+        if ("url" in spec) == ("config" in spec):
+            self.error(
+                f"channel {name!r} needs either `url` (an apprise URL) or `config` (an apprise "
+                "config file), not both",
+                where.pos(name),
+            )
+            return None
+        url = (
+            self._channel_url(name, self.string(spec, "url"), spec, "url") if "url" in spec else ""
+        )
+        config_file = ""
+        if "config" in spec:
+            config_file = str(self.path.parent / (self.string(spec, "config") or ""))
+        fmt = self.string(spec, "format")
+        if fmt is not None and fmt not in FORMATS:
+            self.error(
+                f"channel {name!r}: `format` must be one of {', '.join(FORMATS)}",
+                spec.pos("format"),
+            )
+            fmt = None
+        timezone = self.string(spec, "timezone", "UTC") or "UTC"
+        if zone(timezone) is None:
+            self.error(
+                f"channel {name!r}: unknown time zone {timezone!r}; use an IANA name such as "
+                "Europe/Kyiv or UTC",
+                spec.pos("timezone"),
+            )
+            timezone = "UTC"
+        quiet = None
+        if "quiet_hours" in spec:
+            quiet = parse_quiet_hours(str(spec["quiet_hours"]), timezone)
+            if quiet is None:
+                self.error(
+                    f"channel {name!r}: `quiet_hours` must be a span such as 22:00-07:00",
+                    spec.pos("quiet_hours"),
+                )
+        return ChannelConfig(
+            name,
+            url or "",
+            self.names(spec, "tags"),
+            config_file=config_file,
+            format=fmt,
+            template=read_template(spec, "template", self.error),
+            quiet_hours=quiet,
+            digest=read_cron(spec, "digest", timezone, self.error),
+            timezone=timezone,
+        )
+
+    def _channel_url(self, name: str, url: str | None, data: YamlMap, key: str) -> str:
+        if url is not None and "://" not in url:
+            self.error(
+                f"channel {name!r} must be an apprise URL such as mailto://... or "
+                "json://host/path (see https://github.com/caronc/apprise/wiki)",
+                data.pos(key),
+            )
+        return url or ""
 
     def count(self, data: YamlMap, key: str, default: int, minimum: int) -> int:
         value = data.get(key, default)
@@ -247,8 +358,9 @@ class _Reader:
                 enabled = True
             tags = self.names(item, "tags")
             silence = self.duration(item, "silence", -1.0, 0.0) if "silence" in item else None
+            baseline = self.flag(item, "baseline", None)
             if name and url:
-                feeds.append(FeedConfig(name, url, interval, enabled, tags, silence))
+                feeds.append(FeedConfig(name, url, interval, enabled, tags, silence, baseline))
         return feeds
 
     def channel_list(
@@ -269,6 +381,48 @@ class _Reader:
             self.error(f"`{key}` must be a list of names", data.pos(key))
             return ()
         return tuple(value)
+
+
+ErrorSink = Callable[[str, tuple[int, int]], None]
+
+
+def read_template(data: YamlMap, key: str, error: ErrorSink) -> Template | None:
+    """`template: {title: ..., body: ...}` (Jinja2), checked to compile."""
+    if key not in data:
+        return None
+    spec = data[key]
+    if not isinstance(spec, YamlMap) or not spec or set(spec) - set(TEMPLATE_KEYS):
+        error(f"`{key}` must be a mapping with `title` and/or `body` (Jinja2)", data.pos(key))
+        return None
+    parts: dict[str, str] = {}
+    for part in TEMPLATE_KEYS:
+        if part not in spec:
+            continue
+        source = spec[part]
+        if not isinstance(source, str):
+            error(f"`{key}.{part}` must be a string", spec.pos(part))
+            continue
+        if (problem := check_template(source)) is not None:
+            error(f"`{key}.{part}`: {problem}", spec.pos(part))
+            continue
+        parts[part] = source
+    return Template(title=parts.get("title"), body=parts.get("body")) if parts else None
+
+
+def read_cron(data: YamlMap, key: str, timezone: str, error: ErrorSink) -> str | None:
+    """A five-field cron schedule such as "0 8 * * mon-fri"."""
+    if key not in data:
+        return None
+    value = data[key]
+    problem = cron_error(value, timezone) if isinstance(value, str) else "not a string"
+    if problem is not None:
+        error(
+            f'`{key}` must be a cron schedule such as "0 8 * * mon-fri" (minute hour day '
+            f"month weekday): {problem}",
+            data.pos(key),
+        )
+        return None
+    return str(value)
 
 
 def _empty_map(pos: tuple[int, int]) -> YamlMap:
@@ -336,27 +490,9 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
     channels: list[ChannelConfig] = []
     chans = reader.mapping(data, "channels")
     for name in chans:
-        # A channel is an apprise URL, or a mapping {url: ..., tags: [...]}.
-        spec = chans[name]
-        where: YamlMap = chans
-        tags: tuple[str, ...] = ()
-        key = name
-        if isinstance(spec, YamlMap):
-            reader.unknown(spec, CHANNEL_KEYS, f"channel {name!r}")
-            tags = reader.names(spec, "tags")
-            where, key = spec, "url"
-            if "url" not in spec:
-                reader.error(f"channel {name!r} has no `url`", chans.pos(name))
-                continue
-        url = reader.string(where, key)
-        if url is not None:
-            if "://" not in url:
-                reader.error(
-                    f"channel {name!r} must be an apprise URL such as mailto://... or "
-                    "json://host/path (see https://github.com/caronc/apprise/wiki)",
-                    where.pos(key),
-                )
-            channels.append(ChannelConfig(name, url, tags))
+        channel = reader.channel(name, chans[name], chans)
+        if channel is not None:
+            channels.append(channel)
     names = {c.name for c in channels}
 
     defaults = reader.channel_list(data, "default_channels", "default channel", names)
@@ -426,6 +562,9 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
         delivery_interval=reader.duration(delivery, "interval", 5.0, 0.05),
         retry_min=reader.duration(delivery, "retry_min", 30.0, 0.0),
         retry_max=reader.duration(delivery, "retry_max", 3600.0, 0.0),
+        delivery_max_age=reader.duration(delivery, "max_age", 2 * 86400.0, 60.0),
+        storm=reader.count(delivery, "storm", 25, 0),
+        baseline=reader.flag(delivery, "baseline", True),
         reload_interval=reader.duration(data, "reload_interval", 5.0, 0.1),
         operator_channels=operators,
         health_failures=failures,

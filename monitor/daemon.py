@@ -33,7 +33,7 @@ from monitor.deliver import Channel, build_channels, deliver_due
 from monitor.errors import ConfigError, ConfigErrors
 from monitor.fetch import Fetcher
 from monitor.match import Matcher
-from monitor.models import FeedConfig
+from monitor.models import Digest, FeedConfig, PendingDelivery
 from monitor.parse import ParsePool
 from monitor.pipeline import PollContext, in_flight, poll_feed, refresh_vocabulary
 from monitor.ruleset import load_rules, resolve_references, rule_files
@@ -141,6 +141,7 @@ class Daemon:
                 len(errors),
                 len(self.matcher),
             )
+            self._tell_rules_rejected(errors)
             return False
         old = {r.name: r.version for r in self.matcher.rules}
         new = {r.name: r.version for r in matcher.rules}
@@ -221,6 +222,8 @@ class Daemon:
             slots=in_flight(settings.fetch_total, settings.parse_workers),
             story_quiet=timedelta(seconds=settings.story_quiet),
             vocabulary=self.vocabulary,
+            baseline=settings.baseline,
+            storm=settings.storm,
         )
         scheduler = AsyncIOScheduler(timezone=UTC)
         feeds = [f for f in self.settings.feeds if f.enabled]
@@ -334,10 +337,13 @@ class Daemon:
                         store,
                         channels,
                         self.now,
+                        policies=self.matcher.policies,
                         retry_min=self.settings.retry_min,
                         retry_max=self.settings.retry_max,
+                        max_age=self.settings.delivery_max_age,
                         only=(only,) if only is not None else None,
                         exclude=() if only is not None else configured,
+                        on_dead=self._tell_dead,
                     )
                 except Exception:
                     log.exception("delivery_loop_error channel=%s", only)
@@ -345,6 +351,47 @@ class Daemon:
                     await asyncio.wait_for(wake.wait(), self.settings.delivery_interval)
         finally:
             self._wakes.discard(wake)
+
+    def _tell_dead(self, delivery: PendingDelivery | Digest, error: str) -> None:
+        """Tell the operator channels that a delivery was given up (not for a system
+        notice: one about a dead notice would die the same way)."""
+        if self._store is None or not self.settings.operator_channels:
+            return
+        if isinstance(delivery, PendingDelivery) and delivery.notice:
+            return
+        what = (
+            f"the {delivery.reason} digest of {delivery.total} alerts"
+            if isinstance(delivery, Digest)
+            else f"the alert of rule {delivery.rule} on {delivery.title!r}"
+        )
+        self._store.add_notice(
+            "delivery-dead",
+            delivery.channel,
+            f"delivery #{delivery.id} to {delivery.channel} given up",
+            f"Delivery #{delivery.id} ({what}) to channel {delivery.channel} failed for "
+            f"longer than delivery.max_age and was given up.\nLast error: {error}\n"
+            f"Fix the channel, then: news-monitor deliveries retry {delivery.id}",
+            self.settings.operator_channels,
+            self.now(),
+        )
+        self._wake_delivery()
+
+    def _tell_rules_rejected(self, errors: list[ConfigError]) -> None:
+        if self._store is None or not self.settings.operator_channels:
+            return
+        shown = "\n".join(f"- {e}" for e in errors[:10])
+        more = f"\n(+{len(errors) - 10} more)" if len(errors) > 10 else ""
+        self._store.add_notice(
+            "rules-rejected",
+            str(self.settings.rules_dir),
+            f"rule edit rejected: {len(errors)} error(s), the previous rules keep running",
+            f"The edited rules in {self.settings.rules_dir} were not loaded:\n{shown}{more}\n"
+            "Fix the files (`news-monitor check` lists the errors); they are reloaded when "
+            "saved.",
+            self.settings.operator_channels,
+            self.now(),
+        )
+        self._wake_delivery()
 
     def _wake_delivery(self) -> None:
         for wake in self._wakes:

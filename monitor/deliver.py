@@ -2,8 +2,9 @@
 
 A delivery is marked sent only when apprise reports success; otherwise it stays pending
 with a later ``next_attempt_at`` (exponential backoff), so nothing is lost when a mail
-server or webhook is down. Channels are sent concurrently, so one slow channel does not
-hold up the others.
+server or webhook is down, until ``delivery.max_age`` (then it is dead and the operator is
+told). Channels are sent concurrently, so one slow channel does not hold up the others.
+Digest schedules and quiet hours defer alerts into digests here, at send time.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import apprise
 from apprise.decorators import notify
 
 from monitor.errors import NotifyError
-from monitor.models import ChannelConfig, PendingDelivery
-from monitor.render import Message, render
+from monitor.models import AlertPolicy, ChannelConfig, Digest, PendingDelivery
+from monitor.policy import hold_back
+from monitor.render import Format, Limits, Message, format_for_url, render, render_digest
+from monitor.schedule import quiet_until
 
 log = logging.getLogger(__name__)
 _print_lock = threading.Lock()
@@ -49,29 +52,65 @@ def privacy_url(url: str) -> str:
 
 
 class Sender(Protocol):
+    """What the delivery loop needs of a channel."""
+
+    config: ChannelConfig
+    format: Format
+    limits: Limits
+
     def send(self, message: Message) -> bool: ...
 
 
 class Channel:
-    """One named channel: an apprise object built from its URL."""
+    """One named channel: an apprise object built from its URL or config file."""
 
     def __init__(self, config: ChannelConfig) -> None:
+        self.config = config
         self.name = config.name
-        self.shown = privacy_url(config.url)
         self._apprise = apprise.Apprise()
-        if not self._apprise.add(config.url):
-            raise NotifyError(
-                f"channel {config.name!r}: apprise does not understand {self.shown}; "
-                "see https://github.com/caronc/apprise/wiki for URL formats"
-            )
+        if config.config_file:
+            self.shown = f"apprise config {config.config_file}"
+            source = apprise.AppriseConfig()
+            if not source.add(config.config_file) or not self._apprise.add(source):
+                raise NotifyError(
+                    f"channel {config.name!r}: cannot read the apprise config file "
+                    f"{config.config_file}"
+                )
+            plugins = list(self._apprise)  # reads the file now: errors show at start
+            if not plugins:
+                raise NotifyError(
+                    f"channel {config.name!r}: the apprise config file {config.config_file} "
+                    "has no usable URL (see https://github.com/caronc/apprise/wiki/config)"
+                )
+            self.format: Format = _format(config.format) or "text"
+        else:
+            self.shown = privacy_url(config.url)
+            if not self._apprise.add(config.url):
+                raise NotifyError(
+                    f"channel {config.name!r}: apprise does not understand {self.shown}; "
+                    "see https://github.com/caronc/apprise/wiki for URL formats"
+                )
+            plugins = list(self._apprise)
+            self.format = _format(config.format) or format_for_url(config.url)
+        # The tightest limits of the services behind the channel (apprise knows them).
+        self.limits = Limits(
+            title=min([Limits.title, *(p.title_maxlen for p in plugins if p.title_maxlen > 0)]),
+            body=min([Limits.body, *(p.body_maxlen for p in plugins if p.body_maxlen > 0)]),
+        )
 
     def send(self, message: Message) -> bool:
-        # The alert is plain text: say so, or apprise treats it as HTML for email and the
-        # line breaks collapse (and markup from feed titles would reach the HTML part).
+        # Say what the body is, or apprise guesses: plain text read as HTML collapses its
+        # line breaks, and markup from feed titles would reach an HTML part.
         result = self._apprise.notify(
-            body=message.body, title=message.title, body_format=apprise.NotifyFormat.TEXT
+            body=message.body,
+            title=message.title,
+            body_format=apprise.NotifyFormat(message.body_format),
         )
         return bool(result)
+
+
+def _format(name: str | None) -> Format | None:
+    return name if name in ("text", "email", "markdown", "json") else None  # type: ignore[return-value]
 
 
 def build_channels(configs: tuple[ChannelConfig, ...]) -> tuple[dict[str, Channel], list[str]]:
@@ -96,9 +135,21 @@ class Outbox(Protocol):
         *,
         channels: Collection[str] | None = ...,
         exclude: Collection[str] = ...,
-    ) -> list[PendingDelivery]: ...
+    ) -> list[PendingDelivery | Digest]: ...
     def mark_sent(self, delivery_id: int, now: datetime) -> None: ...
-    def mark_failed(self, delivery_id: int, error: str, retry_at: datetime) -> None: ...
+    def mark_failed(
+        self,
+        delivery_id: int,
+        error: str,
+        retry_at: datetime,
+        *,
+        now: datetime | None = ...,
+        max_age: float | None = ...,
+    ) -> bool: ...
+    def defer(self, delivery_id: int, batch: str, release_at: datetime) -> None: ...
+    def postpone(self, delivery_id: int, until: datetime) -> None: ...
+    def release_batches(self, now: datetime, channels: Collection[str] | None = ...) -> int: ...
+    def mute_silenced(self, now: datetime) -> int: ...
 
 
 def retry_delay(attempts: int, minimum: float, maximum: float) -> float:
@@ -106,24 +157,55 @@ def retry_delay(attempts: int, minimum: float, maximum: float) -> float:
     return float(min(maximum, minimum * (2 ** max(0, attempts - 1))))
 
 
+def message_for(
+    item: PendingDelivery | Digest,
+    channel: Sender,
+    policies: Mapping[str, AlertPolicy],
+) -> Message:
+    """The alert as ``channel`` shows it: its format and limits, and the rule's template
+    (else the channel's, else the default)."""
+    if isinstance(item, Digest):
+        return render_digest(
+            item, channel.format, limits=channel.limits, template=channel.config.template
+        )
+    policy = policies.get(item.rule)
+    template = (policy.template if policy else None) or channel.config.template
+    return render(item, channel.format, limits=channel.limits, template=template)
+
+
+#: Called with a delivery given up after ``max_age`` and its last error.
+DeadHandler = Callable[[PendingDelivery | Digest, str], None]
+
+
 async def deliver_due(
     outbox: Outbox,
     channels: Mapping[str, Sender],
     now: Callable[[], datetime],
     *,
+    policies: Mapping[str, AlertPolicy] | None = None,
     retry_min: float = 30.0,
     retry_max: float = 3600.0,
+    max_age: float = 2 * 86400.0,
     only: Collection[str] | None = None,
     exclude: Collection[str] = (),
+    on_dead: DeadHandler | None = None,
 ) -> tuple[int, int]:
     """Send every due delivery once (of the channels ``only``, if given, and never of
-    ``exclude``). Returns (sent, failed)."""
+    ``exclude``). Returns (sent, failed).
+
+    First silenced alerts are muted and digests whose time has come are made; then an
+    alert that a digest schedule or quiet hours hold back is deferred to its digest
+    instead of sent (monitor.policy.hold_back). A delivery that keeps failing is given
+    up ``max_age`` after it was queued: marked dead, and ``on_dead`` is told."""
+    rules = policies or {}
+    outbox.mute_silenced(now())
+    outbox.release_batches(now(), channels=only)
     due = outbox.due_deliveries(now(), channels=only, exclude=exclude)
-    by_channel: dict[str, list[PendingDelivery]] = {}
+    by_channel: dict[str, list[PendingDelivery | Digest]] = {}
     for delivery in due:
         by_channel.setdefault(delivery.channel, []).append(delivery)
 
-    async def run(name: str, items: list[PendingDelivery]) -> tuple[int, int]:
+    async def run(name: str, items: list[PendingDelivery | Digest]) -> tuple[int, int]:
         sent = failed = 0
         channel = channels.get(name)
         for delivery in items:
@@ -131,31 +213,89 @@ async def deliver_due(
             if channel is None:
                 error = f"channel {name!r} is not configured"
             else:
+                if _held(delivery, channel, rules, outbox, now()):
+                    continue
                 try:
-                    ok = await asyncio.to_thread(channel.send, render(delivery))
+                    message = message_for(delivery, channel, rules)
+                    ok = await asyncio.to_thread(channel.send, message)
                 except Exception as exc:  # a plugin bug must not kill the loop
                     ok = False
                     error = f"{type(exc).__name__} while sending"
                 if not ok and error is None:
                     error = "apprise reported failure"
+            what = delivery.rule if isinstance(delivery, PendingDelivery) else "digest"
             if error is None:
                 outbox.mark_sent(delivery.id, now())
                 sent += 1
-                log.info("delivery_sent id=%s channel=%s rule=%s", delivery.id, name, delivery.rule)
-            else:
-                attempts = delivery.attempts + 1
-                delay = retry_delay(attempts, retry_min, retry_max)
-                outbox.mark_failed(delivery.id, error, now() + timedelta(seconds=delay))
-                failed += 1
-                log.warning(
-                    "delivery_failed id=%s channel=%s attempts=%s retry_in=%.0fs error=%r",
+                log.info("delivery_sent id=%s channel=%s rule=%s", delivery.id, name, what)
+                continue
+            attempts = delivery.attempts + 1
+            delay = retry_delay(attempts, retry_min, retry_max)
+            dead = outbox.mark_failed(
+                delivery.id, error, now() + timedelta(seconds=delay), now=now(), max_age=max_age
+            )
+            failed += 1
+            if dead:
+                log.error(
+                    "delivery_dead id=%s channel=%s rule=%s attempts=%s error=%r (given up "
+                    "after delivery.max_age; `news-monitor deliveries retry %s` sends it again)",
                     delivery.id,
                     name,
+                    what,
                     attempts,
-                    delay,
                     error,
+                    delivery.id,
                 )
+                if on_dead is not None:
+                    on_dead(delivery, error)
+                continue
+            log.warning(
+                "delivery_failed id=%s channel=%s attempts=%s retry_in=%.0fs error=%r",
+                delivery.id,
+                name,
+                attempts,
+                delay,
+                error,
+            )
         return sent, failed
 
     results = await asyncio.gather(*(run(n, items) for n, items in by_channel.items()))
     return sum(r[0] for r in results), sum(r[1] for r in results)
+
+
+def _held(
+    delivery: PendingDelivery | Digest,
+    channel: Sender,
+    rules: Mapping[str, AlertPolicy],
+    outbox: Outbox,
+    now: datetime,
+) -> bool:
+    """Defer an alert to its digest, or postpone a digest to the end of quiet hours, if
+    the schedules say so; True if it is not to be sent now."""
+    if isinstance(delivery, Digest):
+        if delivery.reason == "quiet-hours" or channel.config.quiet_hours is None:
+            return False
+        if any(item.severity == "urgent" for item in delivery.items):
+            return False
+        end = quiet_until(channel.config.quiet_hours, now)
+        if end is not None:
+            outbox.postpone(delivery.id, end)
+            return True
+        return False
+    if delivery.notice:
+        return False  # system notices are never batched
+    hold = hold_back(
+        delivery.rule, delivery.severity, rules.get(delivery.rule), channel.config, now
+    )
+    if hold is None:
+        return False
+    batch, release_at = hold
+    outbox.defer(delivery.id, batch, release_at)
+    log.info(
+        "delivery_deferred id=%s channel=%s batch=%r until=%s",
+        delivery.id,
+        channel.config.name,
+        batch,
+        release_at.isoformat(),
+    )
+    return True

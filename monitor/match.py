@@ -27,6 +27,7 @@ from typing import Any
 import ahocorasick
 
 from monitor.models import (
+    AlertPolicy,
     AnyOf,
     Article,
     Condition,
@@ -35,7 +36,6 @@ from monitor.models import (
     Not,
     Regex,
     Rule,
-    StoryPolicy,
     Term,
     TermMode,
 )
@@ -325,7 +325,7 @@ class Matcher:
         return min(known, key=lambda t: (sum(self._rarity(m) for m in t), len(t)))
 
     @property
-    def policies(self) -> dict[str, StoryPolicy]:
+    def policies(self) -> dict[str, AlertPolicy]:
         """Rule name -> its story policy (what the store needs to decide alerts)."""
         return {rule.name: rule.policy for rule in self.rules}
 

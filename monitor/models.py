@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from typing import Literal
 
 Severity = Literal["low", "normal", "urgent"]
@@ -27,11 +27,24 @@ class FeedConfig:
     #: Tell the operator when nothing new arrived for this long (seconds); None: the
     #: settings' default (health.silence), 0: never.
     silence: float | None = None
+    #: Store the first poll's backlog without alerting it; None: delivery.baseline.
+    baseline: bool | None = None
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """A daily window (local time of ``timezone``) in which a channel gets only urgent
+    alerts; the others wait and go out as one digest when it ends. ``start`` > ``end``
+    spans midnight (22:00-07:00)."""
+
+    start: time
+    end: time
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True)
 class ChannelConfig:
-    """A named place alerts go to: one apprise URL."""
+    """A named place alerts go to: an apprise URL or an apprise config file."""
 
     name: str
     #: The apprise URL with secrets already substituted from the environment.
@@ -39,6 +52,18 @@ class ChannelConfig:
     url: str
     #: Labels a rule can route by (``channels: [desk]``) instead of listing names.
     tags: tuple[str, ...] = ()
+    #: An apprise configuration file (YAML or text) to send through instead of ``url``.
+    config_file: str = ""
+    #: How alerts are written: email, markdown, json or text (None: from the URL scheme).
+    format: str | None = None
+    #: A custom title/body for this channel's alerts (Jinja2); a rule's own wins.
+    template: Template | None = None
+    #: Non-urgent alerts wait during these hours and go out as one digest after.
+    quiet_hours: QuietHours | None = None
+    #: A cron schedule: the channel gets digests at those times instead of one message
+    #: per alert (urgent alerts still go at once); ``timezone`` is its zone.
+    digest: str | None = None
+    timezone: str = "UTC"
 
 
 # --- rule conditions: a small boolean tree over terms -------------------------------------
@@ -114,8 +139,17 @@ Condition = Term | Regex | Near | AnyOf | AllOf | Not
 
 
 @dataclass(frozen=True)
-class StoryPolicy:
-    """How a rule alerts on a story: the articles of many outlets about one event."""
+class Template:
+    """A user's Jinja2 override of an alert's title and/or body (None: the default)."""
+
+    title: str | None = None
+    body: str | None = None
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """When a rule's hits become alerts: per story (the articles of many outlets about one
+    event), at most once per ``realert`` window, or batched into a digest."""
 
     #: One alert per story: copies from other outlets are stored as hits, not alerted.
     #: False: every hit is alerted (still no sooner than ``min_sources`` allows).
@@ -124,6 +158,20 @@ class StoryPolicy:
     min_sources: int = 1
     #: Source counts at which a follow-up says "now N sources", ascending.
     follow_up: tuple[int, ...] = ()
+    #: Seconds after an alert during which more hits with the same ``realert_key`` value
+    #: are stored, not alerted (0: no window).
+    realert: float = 0.0
+    #: What "the same" means for ``realert``: rule, story, feed, source or link.
+    realert_key: str = "rule"
+    #: When an alert comes back soon after its window ended (within one more window), the
+    #: window doubles, up to this many seconds (0: it never grows).
+    realert_max: float = 0.0
+    #: A cron schedule ("0 8 * * *"): hits are sent as one digest per channel at those
+    #: times instead of one message each; ``digest_timezone`` is the schedule's zone.
+    digest: str | None = None
+    digest_timezone: str = "UTC"
+    #: A custom title/body for this rule's alerts (Jinja2).
+    template: Template | None = None
 
 
 @dataclass(frozen=True)
@@ -142,7 +190,7 @@ class Rule:
     #: Fire only when at least this many distinct positive terms occur (0: no minimum).
     min_terms: int = 0
     #: When hits on a story are alerted.
-    policy: StoryPolicy = StoryPolicy()
+    policy: AlertPolicy = AlertPolicy()
     #: Where the rule was defined, for error messages.
     path: str = ""
     line: int = 0
@@ -257,3 +305,25 @@ class PendingDelivery:
     outlets: tuple[str, ...] = ()
     #: 0 for the alert itself; N for the follow-up sent when N sources carried the story.
     step: int = 0
+    #: Idempotency key: the same alert on the same channel always has the same key, so a
+    #: receiver can drop the one copy a crash between sending and recording may repeat.
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class Digest:
+    """Several alerts of one channel sent as one message."""
+
+    id: int
+    channel: str
+    attempts: int
+    #: Why they were batched: "digest" (a schedule), "quiet-hours" (released when the
+    #: channel's quiet hours end) or "storm" (too many hits from one poll).
+    reason: str
+    #: What was batched: the rule or channel of a scheduled digest, the feed of a storm.
+    label: str
+    created_at: str
+    #: The alerts, oldest first (at most DIGEST_ITEMS of them; ``total`` counts all).
+    items: tuple[PendingDelivery, ...]
+    total: int
+    key: str = ""

@@ -53,6 +53,10 @@ class PollContext:
     story_quiet: timedelta = DEFAULT_QUIET
     #: Word rarity of recent articles for story clustering (the daemon refreshes it).
     vocabulary: Vocabulary = field(default_factory=Vocabulary)
+    #: Store a new feed's first poll without alerts (a feed's own `baseline` wins).
+    baseline: bool = False
+    #: More alerts than this for one channel from one poll become one summary (0: off).
+    storm: int = 0
 
 
 def in_flight(fetch_total: int, parse_workers: int) -> asyncio.Semaphore:
@@ -129,12 +133,22 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
         hit_count += len(hits)
         matched.append((article, hits))
     if matched:
+        # A feed polled successfully for the first time (at this URL) has a backlog: with
+        # baseline, it is stored and matched, and alerts start with the next poll.
+        first = state["last_success"] is None or not same_url
+        baseline = first and (feed.baseline if feed.baseline is not None else ctx.baseline)
+        if baseline and hit_count:
+            log.info(
+                "baseline feed=%s hits=%d (first poll: stored, not alerted)", feed.name, hit_count
+            )
         store.save(
             matched,
             now(),
             policies=matcher.policies,
             quiet=ctx.story_quiet,
             vocabulary=ctx.vocabulary,
+            baseline=baseline,
+            storm=ctx.storm,
         )
         if ctx.vocabulary.stale(len(new)):
             refresh_vocabulary(store, ctx.vocabulary)

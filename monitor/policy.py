@@ -15,12 +15,14 @@ Story alerts (a rule's hits on the articles of one story):
 from __future__ import annotations
 
 from collections.abc import Sequence, Set
+from datetime import datetime
 
-from monitor.models import StoryPolicy
+from monitor.models import AlertPolicy, ChannelConfig
+from monitor.schedule import next_fire, quiet_until
 
 
 def story_steps(
-    policy: StoryPolicy,
+    policy: AlertPolicy,
     sources: int,
     pending: Sequence[int],
     newest: int,
@@ -53,3 +55,53 @@ def story_steps(
         silent = first_now or threshold != reached[-1] or newest in alerted_now
         out.append((newest, -threshold if silent else threshold))
     return out
+
+
+def realert(
+    policy: AlertPolicy, last: datetime | None, window: float, now: datetime
+) -> tuple[bool, float]:
+    """Whether a hit may be alerted now under the rule's ``realert`` window, and the
+    window to remember for its key value.
+
+    ``last``: when the last alert for this (rule, key value) went out, with ``window``
+    the window it opened. Inside that window the hit is stored, not alerted. An alert
+    that comes back within one more window after it ended doubles the window (up to
+    ``realert_max``): a story that keeps flaring is alerted less and less often; a quiet
+    spell resets it.
+    """
+    if policy.realert <= 0:
+        return True, 0.0
+    if last is None:
+        return True, policy.realert
+    elapsed = (now - last).total_seconds()
+    if elapsed < window:
+        return False, window
+    if policy.realert_max > policy.realert and elapsed < 2 * window:
+        return True, min(policy.realert_max, window * 2)
+    return True, policy.realert
+
+
+def hold_back(
+    rule: str,
+    severity: str,
+    policy: AlertPolicy | None,
+    channel: ChannelConfig,
+    now: datetime,
+) -> tuple[str, datetime] | None:
+    """Whether a due alert of ``rule`` on ``channel`` waits for a digest instead of going
+    out now: the batch it joins ("reason:label") and when that batch is released.
+
+    The rule's own digest schedule comes first; urgent alerts pass everything else; then
+    the channel's digest schedule, then its quiet hours (the alerts held during them go
+    out as one digest when they end)."""
+    if policy is not None and policy.digest:
+        return f"digest:rule {rule}", next_fire(policy.digest, policy.digest_timezone, now)
+    if severity == "urgent":
+        return None
+    if channel.digest:
+        return f"digest:channel {channel.name}", next_fire(channel.digest, channel.timezone, now)
+    if channel.quiet_hours is not None:
+        end = quiet_until(channel.quiet_hours, now)
+        if end is not None:
+            return f"quiet-hours:{channel.name}", end
+    return None

@@ -33,18 +33,20 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from monitor.config import parse_duration, read_cron, read_template
 from monitor.errors import ConfigError
 from monitor.models import (
     SEVERITIES,
+    AlertPolicy,
     AllOf,
     AnyOf,
     Condition,
     Not,
     Rule,
     Severity,
-    StoryPolicy,
 )
 from monitor.query import QueryError, parse_query, parse_term
+from monitor.schedule import zone
 from monitor.yamlfile import YamlList, YamlMap, load_yaml, located, offset_position
 
 RULE_KEYS = (
@@ -59,10 +61,17 @@ RULE_KEYS = (
     "once_per_story",
     "min_sources",
     "follow_up",
+    "realert",
+    "realert_key",
+    "realert_max",
+    "digest",
+    "timezone",
+    "template",
     "feeds",
     "channels",
     "enabled",
 )
+REALERT_KEYS = ("rule", "story", "feed", "source", "link")
 _OPERATORS = re.compile(r"\b(?:AND|OR|NOT|NEAR/\d+)\b|[()]")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 
@@ -260,7 +269,7 @@ class _RuleBuilder:
             source=source,
         )
 
-    def _policy(self, item: YamlMap) -> StoryPolicy:
+    def _policy(self, item: YamlMap) -> AlertPolicy:
         once = item.get("once_per_story", True)
         if not isinstance(once, bool):
             self.error("`once_per_story` must be true or false", item.pos("once_per_story"))
@@ -288,7 +297,47 @@ class _RuleBuilder:
                 item.pos("follow_up"),
             )
             follow = []
-        return StoryPolicy(once_per_story=once, min_sources=least, follow_up=tuple(follow))
+        window = self._duration(item, "realert")
+        longest = self._duration(item, "realert_max")
+        if longest and longest < window:
+            self.error(
+                "`realert_max` must be at least `realert` (the window grows up to it)",
+                item.pos("realert_max"),
+            )
+        key = self._string(item, "realert_key", "rule")
+        if key not in REALERT_KEYS:
+            self.error(
+                f"`realert_key` must be one of {', '.join(REALERT_KEYS)}, not {key!r}",
+                item.pos("realert_key"),
+            )
+            key = "rule"
+        timezone = self._string(item, "timezone", "UTC")
+        if zone(timezone) is None:
+            self.error(
+                f"unknown time zone {timezone!r}; use an IANA name such as Europe/Kyiv or UTC",
+                item.pos("timezone"),
+            )
+            timezone = "UTC"
+        return AlertPolicy(
+            once_per_story=once,
+            min_sources=least,
+            follow_up=tuple(follow),
+            realert=window,
+            realert_key=key,
+            realert_max=longest,
+            digest=read_cron(item, "digest", timezone, self.error),
+            digest_timezone=timezone,
+            template=read_template(item, "template", self.error),
+        )
+
+    def _duration(self, item: YamlMap, key: str) -> float:
+        if key not in item:
+            return 0.0
+        seconds = parse_duration(item[key])
+        if seconds is None or seconds < 0:
+            self.error(f"`{key}` must be a duration such as 30m, 6h or 2d", item.pos(key))
+            return 0.0
+        return seconds
 
     def _string(self, item: YamlMap, key: str, default: str) -> str:
         value = item.get(key, default)

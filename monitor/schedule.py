@@ -6,14 +6,22 @@
 * After an error, exponential backoff per feed: interval * 2^(errors - 1), capped at
   ``max_backoff``.
 * ``Retry-After`` (429, 503) is a floor: never poll again inside the window.
+
+Also the clocks of alerting: digest schedules (cron, read by APScheduler's CronTrigger)
+and channels' quiet hours.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from email.utils import parsedate_to_datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+
+from monitor.models import QuietHours
 
 #: The longest a feed's own caching hints may stretch its interval.
 MAX_HINT = 24 * 3600.0
@@ -70,3 +78,57 @@ def next_poll(
     if retry_after is not None:
         delay = max(delay, retry_after)
     return now + timedelta(seconds=delay)
+
+
+# --- alert schedules: digests (cron) and quiet hours --------------------------------------
+
+_CLOCK = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
+
+
+def zone(name: str) -> tzinfo | None:
+    """The IANA time zone ``name`` (Europe/Kyiv, UTC), or None if unknown."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def parse_quiet_hours(spec: str, timezone: str = "UTC") -> QuietHours | None:
+    """'22:00-07:00' -> QuietHours; None if it is not two HH:MM times."""
+    m = _CLOCK.match(spec)
+    if m is None:
+        return None
+    start = time(int(m.group(1)), int(m.group(2)))
+    end = time(int(m.group(3)), int(m.group(4)))
+    return None if start == end else QuietHours(start, end, timezone)
+
+
+def quiet_until(quiet: QuietHours, now: datetime) -> datetime | None:
+    """When the quiet window that ``now`` falls in ends (UTC), or None outside it."""
+    tz = zone(quiet.timezone) or UTC
+    local = now.astimezone(tz)
+    today = local.date()
+    for day in (today - timedelta(days=1), today):
+        begin = datetime.combine(day, quiet.start, tz)
+        end_day = day if quiet.end > quiet.start else day + timedelta(days=1)
+        finish = datetime.combine(end_day, quiet.end, tz)
+        if begin <= local < finish:
+            return finish.astimezone(UTC)
+    return None
+
+
+def cron_error(expression: str, timezone: str = "UTC") -> str | None:
+    """Why ``expression`` is not a usable cron schedule (five fields), or None."""
+    try:
+        CronTrigger.from_crontab(expression, timezone=zone(timezone) or UTC)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def next_fire(expression: str, timezone: str, now: datetime) -> datetime:
+    """The first time after ``now`` that the cron ``expression`` names (UTC)."""
+    trigger = CronTrigger.from_crontab(expression, timezone=zone(timezone) or UTC)
+    fire: datetime | None = trigger.get_next_fire_time(None, now + timedelta(seconds=1))
+    assert fire is not None  # a five-field cron expression always fires again
+    return fire.astimezone(UTC).replace(microsecond=0)

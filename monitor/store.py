@@ -20,8 +20,8 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from monitor.errors import StorageError
-from monitor.models import Article, Hit, PendingDelivery, Rule, StoryPolicy
-from monitor.policy import story_steps
+from monitor.models import AlertPolicy, Article, Digest, Hit, PendingDelivery, Rule
+from monitor.policy import realert, story_steps
 from monitor.stories import (
     MIN_WORDS,
     Sketch,
@@ -49,8 +49,30 @@ REKEY_LIMIT = 20_000
 
 #: Articles of one story compared with a new one, at most (the newest).
 PER_STORY = 3
+#: What "the same" is for a rule's realert window (AlertPolicy.realert_key).
+_REALERT_VALUES = {
+    "rule": "h.rule",
+    "story": "a.story_id",
+    "feed": "a.feed",
+    "source": "a.source",
+    "link": "a.link",
+}
+#: Alerts listed in one digest message (the rest are counted).
+DIGEST_ITEMS = 50
 
 migrations = Migrations("news-monitor")
+
+
+def _rebuild(
+    db: sqlite_utils.Database, table: str, create: str, copied: str, select: str = ""
+) -> None:
+    """Replace ``table`` by the one ``create`` makes (named ``{table}_new``), keeping the
+    rows' ``copied`` columns (filled from the ``select`` expressions, if given): how
+    SQLite changes constraints."""
+    db.execute(create)
+    db.execute(f"INSERT INTO {table}_new ({copied}) SELECT {select or copied} FROM {table}")
+    db.execute(f"DROP TABLE {table}")
+    db.execute(f"ALTER TABLE {table}_new RENAME TO {table}")
 
 
 @migrations(name="0001_initial")
@@ -161,7 +183,10 @@ def _notices(db: sqlite_utils.Database) -> None:
             body TEXT NOT NULL,
             created_at TEXT NOT NULL
         )""")
-    db.execute("""
+    _rebuild(
+        db,
+        "deliveries",
+        """
         CREATE TABLE deliveries_new (
             id INTEGER PRIMARY KEY,
             hit_id INTEGER REFERENCES hits (id) ON DELETE CASCADE,
@@ -176,14 +201,9 @@ def _notices(db: sqlite_utils.Database) -> None:
             CHECK ((hit_id IS NULL) != (notice_id IS NULL)),
             UNIQUE (hit_id, channel),
             UNIQUE (notice_id, channel)
-        )""")
-    db.execute("""
-        INSERT INTO deliveries_new (id, hit_id, channel, status, attempts, next_attempt_at,
-                                    last_error, created_at, sent_at)
-        SELECT id, hit_id, channel, status, attempts, next_attempt_at, last_error,
-               created_at, sent_at FROM deliveries""")
-    db.execute("DROP TABLE deliveries")
-    db.execute("ALTER TABLE deliveries_new RENAME TO deliveries")
+        )""",
+        "id, hit_id, channel, status, attempts, next_attempt_at, last_error, created_at, sent_at",
+    )
     db.execute("CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)")
 
 
@@ -231,7 +251,10 @@ def _stories(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (story_id, rule, step)
         )""")
     # A hit can now have a delivery per step (its alert, then follow-ups).
-    db.execute("""
+    _rebuild(
+        db,
+        "deliveries",
+        """
         CREATE TABLE deliveries_new (
             id INTEGER PRIMARY KEY,
             hit_id INTEGER REFERENCES hits (id) ON DELETE CASCADE,
@@ -247,16 +270,94 @@ def _stories(db: sqlite_utils.Database) -> None:
             CHECK ((hit_id IS NULL) != (notice_id IS NULL)),
             UNIQUE (hit_id, channel, step),
             UNIQUE (notice_id, channel)
-        )""")
-    db.execute("""
-        INSERT INTO deliveries_new (id, hit_id, notice_id, channel, status, attempts,
-                                    next_attempt_at, last_error, created_at, sent_at)
-        SELECT id, hit_id, notice_id, channel, status, attempts, next_attempt_at,
-               last_error, created_at, sent_at FROM deliveries""")
-    db.execute("DROP TABLE deliveries")
-    db.execute("ALTER TABLE deliveries_new RENAME TO deliveries")
+        )""",
+        "id, hit_id, notice_id, channel, status, attempts, next_attempt_at, last_error, "
+        "created_at, sent_at",
+    )
     db.execute("CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)")
     db.execute("CREATE INDEX deliveries_hit ON deliveries (hit_id)")
+
+
+@migrations(name="0007_alert_hygiene")
+def _alert_hygiene(db: sqlite_utils.Database) -> None:
+    # Several alerts of one channel sent as one message: a scheduled digest, the alerts
+    # held during quiet hours, or a storm (too many hits from one poll).
+    db.execute("""
+        CREATE TABLE digests (
+            id INTEGER PRIMARY KEY,
+            channel TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            label TEXT NOT NULL,
+            total INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        )""")
+    # A delivery is now of a hit, a notice or a digest, and has an idempotency key.
+    # status: pending -> sent | dead (gave up after delivery.max_age) | muted (silenced);
+    # or deferred (waiting for its digest's release_at) -> batched (sent in in_digest).
+    # queued_at: when it was (re)queued, which max_age counts from.
+    _rebuild(
+        db,
+        "deliveries",
+        """
+        CREATE TABLE deliveries_new (
+            id INTEGER PRIMARY KEY,
+            hit_id INTEGER REFERENCES hits (id) ON DELETE CASCADE,
+            notice_id INTEGER REFERENCES notices (id) ON DELETE CASCADE,
+            digest_id INTEGER REFERENCES digests (id) ON DELETE CASCADE,
+            channel TEXT NOT NULL,
+            step INTEGER NOT NULL DEFAULT 0,
+            key TEXT NOT NULL UNIQUE,
+            status TEXT NOT NULL DEFAULT 'pending',
+            batch TEXT,
+            release_at TEXT,
+            in_digest INTEGER REFERENCES digests (id) ON DELETE SET NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            queued_at TEXT NOT NULL,
+            sent_at TEXT,
+            CHECK ((hit_id IS NOT NULL) + (notice_id IS NOT NULL) + (digest_id IS NOT NULL) = 1),
+            UNIQUE (hit_id, channel, step),
+            UNIQUE (notice_id, channel),
+            UNIQUE (digest_id, channel)
+        )""",
+        "id, hit_id, notice_id, channel, step, status, attempts, next_attempt_at, last_error, "
+        "created_at, sent_at, key, queued_at",
+        select=(
+            "id, hit_id, notice_id, channel, step, status, attempts, next_attempt_at, "
+            "last_error, created_at, sent_at, "
+            "CASE WHEN hit_id IS NOT NULL THEN 'hit-' || hit_id || '-' || channel || "
+            "CASE WHEN step THEN '-' || step ELSE '' END "
+            "ELSE 'notice-' || notice_id || '-' || channel END, created_at"
+        ),
+    )
+    db.execute("CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)")
+    db.execute("CREATE INDEX deliveries_hit ON deliveries (hit_id)")
+    db.execute(
+        "CREATE INDEX deliveries_deferred ON deliveries (channel, batch) WHERE status = 'deferred'"
+    )
+    # Why a hit was stored without an alert (baseline, realert window, silence...).
+    db.execute("ALTER TABLE hits ADD COLUMN muted TEXT")
+    db.execute("""
+        CREATE TABLE silences (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('rule', 'feed', 'story')),
+            target TEXT NOT NULL,
+            until TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            lifted_at TEXT
+        )""")
+    # The last alert per (rule, realert key value) and the window it opened.
+    db.execute("""
+        CREATE TABLE realerts (
+            rule TEXT NOT NULL,
+            value TEXT NOT NULL,
+            last_at TEXT NOT NULL,
+            window REAL NOT NULL,
+            PRIMARY KEY (rule, value)
+        )""")
 
 
 class Store:
@@ -431,18 +532,23 @@ class Store:
         matched: Iterable[tuple[Article, Sequence[Hit]]],
         now: datetime,
         *,
-        policies: Mapping[str, StoryPolicy] | None = None,
+        policies: Mapping[str, AlertPolicy] | None = None,
         quiet: timedelta = DEFAULT_QUIET,
         vocabulary: Vocabulary | None = None,
+        baseline: bool = False,
+        storm: int = 0,
     ) -> list[int]:
         """Store articles, their hits and pending deliveries in one transaction; return
         the ids of the deliveries created.
 
         Each article joins the open story (one with an article in the last ``quiet``) of
         its most similar recent article, or starts one (``vocabulary``: word rarity of
-        recent articles, see monitor.stories). Deliveries follow the rules' story
-        policies (``policies``: every loaded rule by name, and the hits of a rule not in
-        it stay held; None: the default policy for every rule)."""
+        recent articles, see monitor.stories). Deliveries follow the rules' policies
+        (``policies``: every loaded rule by name, and the hits of a rule not in it stay
+        held; None: the default policy for every rule): story, realert window.
+        ``baseline``: the feed's first poll, whose backlog is stored without alerts.
+        ``storm``: more than this many alerts for one channel become one summary (0: no
+        cap)."""
         seen = stamp(now)
         cutoff = stamp(now - quiet)
         delivery_ids: list[int] = []
@@ -474,7 +580,11 @@ class Store:
                         if cursor.rowcount and cursor.lastrowid:
                             new_hits.setdefault(hit.rule, []).append(cursor.lastrowid)
                     if new_hits or grew:
-                        delivery_ids += self._story_alerts(story_id, new_hits, grew, policies, seen)
+                        delivery_ids += self._story_alerts(
+                            story_id, new_hits, grew, policies, now, baseline
+                        )
+                if storm and len(delivery_ids) > storm:
+                    delivery_ids = self._storm(delivery_ids, storm, seen)
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot store articles: {exc}") from exc
         return delivery_ids
@@ -622,13 +732,15 @@ class Store:
         story_id: int,
         new_hits: Mapping[str, list[int]],
         grew: bool,
-        policies: Mapping[str, StoryPolicy] | None,
-        seen: str,
+        policies: Mapping[str, AlertPolicy] | None,
+        now: datetime,
+        baseline: bool,
     ) -> list[int]:
         """Create the deliveries the story's hits now call for (monitor.policy): for the
         rules that just hit it, the rules with hits held back on it, and, when it gained
         a source, the rules that alerted it (follow-ups). Hits of a rule that is no
         longer loaded stay held. Costs the same however many copies the story has."""
+        seen = stamp(now)
         sources = self.db.execute(
             "SELECT sources FROM stories WHERE id = ?", [story_id]
         ).fetchone()[0]
@@ -647,11 +759,11 @@ class Store:
         rules = set(new_hits) | set(held) | (set(taken) if grew else set())
         created: list[int] = []
         for rule in sorted(rules):
-            policy = StoryPolicy() if policies is None else policies.get(rule)
+            policy = AlertPolicy() if policies is None else policies.get(rule)
             if policy is None:
                 if rule not in new_hits:
                     continue  # the rule was removed or disabled: its held hits wait
-                policy = StoryPolicy()
+                policy = AlertPolicy()
             fresh = new_hits.get(rule, [])
             if sources < policy.min_sources:
                 self._set_held(fresh, True)
@@ -667,7 +779,7 @@ class Store:
                     [story_id, rule, abs(step), hit_id, seen],
                 )
                 if step >= 0:  # a negative step is a threshold passed over: not alerted
-                    created += self._add_deliveries(hit_id, step, seen)
+                    created += self._add_deliveries(hit_id, step, now, policy, baseline)
             self._set_held(held.get(rule, []), False)  # decided: alerted or suppressed
         return created
 
@@ -684,19 +796,113 @@ class Store:
         ).fetchone()
         return int(row[0] or 0)
 
-    def _add_deliveries(self, hit_id: int, step: int, seen: str) -> list[int]:
-        """One pending delivery of a hit's alert (``step``) per channel it routes to."""
+    def _add_deliveries(
+        self, hit_id: int, step: int, now: datetime, policy: AlertPolicy, baseline: bool
+    ) -> list[int]:
+        """One pending delivery of a hit's alert (``step``) per channel it routes to,
+        unless the hit is muted: a feed's first poll (baseline), or inside the rule's
+        realert window (the reason is kept with the hit)."""
+        seen = stamp(now)
+        muted = "baseline: the feed's first poll" if baseline else None
+        if muted is None and step == 0 and policy.realert > 0:
+            muted = self._realert(hit_id, policy, now)
+        if muted is not None:
+            self.db.execute("UPDATE hits SET muted = ? WHERE id = ?", [muted, hit_id])
+            return []
         (channels,) = self.db.execute("SELECT channels FROM hits WHERE id = ?", [hit_id]).fetchone()
         created = []
         for channel in json.loads(channels):
+            key = f"hit-{hit_id}-{channel}" + (f"-{step}" if step else "")
             cursor = self.db.execute(
-                """INSERT INTO deliveries (hit_id, channel, step, next_attempt_at, created_at)
-                   VALUES (?, ?, ?, ?, ?) ON CONFLICT (hit_id, channel, step) DO NOTHING""",
-                [hit_id, channel, step, seen, seen],
+                """INSERT INTO deliveries (hit_id, channel, step, key, next_attempt_at,
+                       created_at, queued_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hit_id, channel, step) DO NOTHING""",
+                [hit_id, channel, step, key, seen, seen, seen],
             )
             if cursor.lastrowid and cursor.rowcount:
                 created.append(cursor.lastrowid)
         return created
+
+    def _realert(self, hit_id: int, policy: AlertPolicy, now: datetime) -> str | None:
+        """Why the hit is inside its rule's realert window (None: alert it), remembering
+        the alert and the window it opens otherwise."""
+        column = _REALERT_VALUES.get(policy.realert_key, "h.rule")
+        rule, value = self.db.execute(
+            f"""SELECT h.rule, {column} FROM hits h JOIN articles a ON a.id = h.article_id
+                WHERE h.id = ?""",
+            [hit_id],
+        ).fetchone()
+        value = str(value if value is not None else "")
+        row = self.db.execute(
+            "SELECT last_at, window FROM realerts WHERE rule = ? AND value = ?", [rule, value]
+        ).fetchone()
+        last = unstamp(row[0]) if row else None
+        alert, window = realert(policy, last, float(row[1]) if row else 0.0, now)
+        if not alert:
+            return (
+                f"realert: {policy.realert_key} {value} was alerted at {row[0]} "
+                f"(window {window:.0f}s)"
+            )
+        self.db.execute(
+            """INSERT INTO realerts (rule, value, last_at, window) VALUES (?, ?, ?, ?)
+               ON CONFLICT (rule, value) DO UPDATE SET last_at = excluded.last_at,
+                   window = excluded.window""",
+            [rule, value, stamp(now), window],
+        )
+        return None
+
+    def _storm(self, delivery_ids: list[int], cap: int, seen: str) -> list[int]:
+        """Fold the alerts of every channel that got more than ``cap`` of them from one
+        poll into one summary delivery; return the deliveries left to send."""
+        marks = ",".join("?" * len(delivery_ids))
+        by_channel: dict[str, list[int]] = {}
+        for delivery_id, channel in self.db.execute(
+            f"SELECT id, channel FROM deliveries WHERE id IN ({marks}) ORDER BY id",
+            delivery_ids,
+        ):
+            by_channel.setdefault(channel, []).append(delivery_id)
+        kept: list[int] = []
+        for channel, ids in by_channel.items():
+            if len(ids) <= cap:
+                kept += ids
+                continue
+            feeds = sorted(
+                {
+                    row[0]
+                    for row in self.db.execute(
+                        f"""SELECT DISTINCT a.feed FROM deliveries d
+                            JOIN hits h ON h.id = d.hit_id JOIN articles a ON a.id = h.article_id
+                            WHERE d.id IN ({",".join("?" * len(ids))})""",
+                        ids,
+                    )
+                }
+            )
+            kept.append(self._make_digest(channel, "storm", ", ".join(feeds), ids, seen))
+        return kept
+
+    def _make_digest(
+        self, channel: str, reason: str, label: str, delivery_ids: Sequence[int], seen: str
+    ) -> int:
+        """One digest of ``delivery_ids`` (now batched into it) and its pending delivery."""
+        cursor = self.db.execute(
+            """INSERT INTO digests (channel, reason, label, total, created_at)
+               VALUES (?, ?, ?, ?, ?)""",
+            [channel, reason, label, len(delivery_ids), seen],
+        )
+        digest_id = int(cursor.lastrowid or 0)
+        for start in range(0, len(delivery_ids), 500):
+            chunk = delivery_ids[start : start + 500]
+            self.db.execute(
+                f"""UPDATE deliveries SET status = 'batched', in_digest = ?, release_at = NULL
+                    WHERE id IN ({",".join("?" * len(chunk))})""",
+                [digest_id, *chunk],
+            )
+        cursor = self.db.execute(
+            """INSERT INTO deliveries (digest_id, channel, key, next_attempt_at, created_at,
+                   queued_at) VALUES (?, ?, ?, ?, ?, ?)""",
+            [digest_id, channel, f"digest-{digest_id}-{channel}", seen, seen, seen],
+        )
+        return int(cursor.lastrowid or 0)
 
     def rekey_stories(self, vocabulary: Vocabulary, limit: int = REKEY_LIMIT) -> int:
         """Rebuild the index keys of the ``limit`` newest indexed articles under the
@@ -811,7 +1017,8 @@ class Store:
         where, args = ("WHERE h.rule = ?", [rule]) if rule else ("", [])
         rows = self.db.query(
             f"""SELECT h.id, h.rule, h.rule_version, h.severity, h.terms, h.snippet,
-                       h.created_at, h.held, a.feed, a.title, a.link, a.published, a.story_id,
+                       h.created_at, h.held, h.muted, a.feed, a.title, a.link, a.published,
+                       a.story_id,
                        (SELECT sources FROM stories WHERE id = a.story_id) AS story_sources,
                        (SELECT group_concat(d.channel || ':' || d.status, ' ')
                           FROM deliveries d WHERE d.hit_id = h.id) AS deliveries
@@ -882,16 +1089,47 @@ class Store:
         *,
         channels: Collection[str] | None = None,
         exclude: Collection[str] = (),
-    ) -> list[PendingDelivery]:
+    ) -> list[PendingDelivery | Digest]:
         """Pending deliveries whose next attempt is due, oldest first; only for
         ``channels`` if given, never for ``exclude``."""
-        where, args = "", []
+        where, args = "d.status = 'pending' AND d.next_attempt_at <= ?", [stamp(now)]
         if channels is not None:
             where += f" AND d.channel IN ({','.join('?' * len(channels))})"
             args += list(channels)
         if exclude:
             where += f" AND d.channel NOT IN ({','.join('?' * len(exclude))})"
             args += list(exclude)
+        out: list[PendingDelivery | Digest] = []
+        for row in self.db.execute(
+            f"""SELECT d.id, d.digest_id, d.channel, d.attempts, d.key, g.reason, g.label,
+                       g.created_at, g.total
+                FROM deliveries d LEFT JOIN digests g ON g.id = d.digest_id
+                WHERE {where} ORDER BY d.id LIMIT ?""",
+            [*args, limit],
+        ).fetchall():
+            if row[1] is None:
+                out += self._alerts("d.id = ?", [row[0]])
+                continue
+            items = self._alerts(
+                "d.in_digest = ? AND d.channel = ?", [row[1], row[2]], limit=DIGEST_ITEMS
+            )
+            out.append(
+                Digest(
+                    id=row[0],
+                    channel=row[2],
+                    attempts=row[3],
+                    reason=row[5],
+                    label=row[6],
+                    created_at=row[7],
+                    items=tuple(i for i in items if isinstance(i, PendingDelivery)),
+                    total=row[8],
+                    key=row[4],
+                )
+            )
+        return out
+
+    def _alerts(self, where: str, args: Sequence[Any], limit: int = 1000) -> list[PendingDelivery]:
+        """The hit and notice deliveries matching ``where``, ready to render."""
         rows = self.db.execute(
             f"""SELECT d.id, d.channel, d.attempts,
                       coalesce(h.rule, 'notice:' || n.kind), coalesce(h.severity, 'normal'),
@@ -900,15 +1138,15 @@ class Store:
                       coalesce(a.link, ''), a.published, coalesce(a.seen_at, n.created_at),
                       coalesce(n.body, ''), d.step, a.story_id, coalesce(st.sources, 0),
                       (SELECT group_concat(source) FROM (SELECT DISTINCT source FROM articles
-                           WHERE story_id = a.story_id ORDER BY id))
+                           WHERE story_id = a.story_id ORDER BY id)), d.key
                FROM deliveries d
                LEFT JOIN hits h ON h.id = d.hit_id
                LEFT JOIN articles a ON a.id = h.article_id
                LEFT JOIN stories st ON st.id = a.story_id
                LEFT JOIN notices n ON n.id = d.notice_id
-               WHERE d.status = 'pending' AND d.next_attempt_at <= ?{where}
+               WHERE d.digest_id IS NULL AND {where}
                ORDER BY d.id LIMIT ?""",
-            [stamp(now), *args, limit],
+            [*args, limit],
         ).fetchall()
         return [
             PendingDelivery(
@@ -929,6 +1167,7 @@ class Store:
                 story_id=r[14],
                 sources=r[15],
                 outlets=tuple(r[16].split(",")) if r[16] else (),
+                key=r[17],
             )
             for r in rows
         ]
@@ -943,18 +1182,19 @@ class Store:
         now: datetime,
     ) -> int:
         """Store a system notice and one pending delivery per channel, in one transaction."""
+        seen = stamp(now)
         with self.db.atomic():
             cursor = self.db.execute(
                 """INSERT INTO notices (kind, subject, title, body, created_at)
                    VALUES (?, ?, ?, ?, ?)""",
-                [kind, subject, title, body, stamp(now)],
+                [kind, subject, title, body, seen],
             )
             notice_id = int(cursor.lastrowid or 0)
             for channel in channels:
                 self.db.execute(
-                    """INSERT INTO deliveries (notice_id, channel, next_attempt_at, created_at)
-                       VALUES (?, ?, ?, ?)""",
-                    [notice_id, channel, stamp(now), stamp(now)],
+                    """INSERT INTO deliveries (notice_id, channel, key, next_attempt_at,
+                           created_at, queued_at) VALUES (?, ?, ?, ?, ?, ?)""",
+                    [notice_id, channel, f"notice-{notice_id}-{channel}", seen, seen, seen],
                 )
         return notice_id
 
@@ -966,10 +1206,215 @@ class Store:
                 [stamp(now), delivery_id],
             )
 
-    def mark_failed(self, delivery_id: int, error: str, retry_at: datetime) -> None:
+    def mark_failed(
+        self,
+        delivery_id: int,
+        error: str,
+        retry_at: datetime,
+        *,
+        now: datetime | None = None,
+        max_age: float | None = None,
+    ) -> bool:
+        """Record a failed attempt and when to try again. A delivery queued more than
+        ``max_age`` seconds before ``now`` is given up instead: marked dead (True)."""
+        dead = False
         with self.db.atomic():
+            if now is not None and max_age is not None:
+                row = self.db.execute(
+                    "SELECT queued_at FROM deliveries WHERE id = ?", [delivery_id]
+                ).fetchone()
+                queued = unstamp(row[0]) if row else None
+                dead = queued is not None and (now - queued).total_seconds() >= max_age
             self.db.execute(
                 """UPDATE deliveries SET attempts = attempts + 1, last_error = ?,
-                   next_attempt_at = ? WHERE id = ?""",
-                [error, stamp(retry_at), delivery_id],
+                   next_attempt_at = ?, status = CASE WHEN ? THEN 'dead' ELSE status END
+                   WHERE id = ?""",
+                [error, stamp(retry_at), dead, delivery_id],
+            )
+        return dead
+
+    def defer(self, delivery_id: int, batch: str, release_at: datetime) -> None:
+        """Hold a pending delivery back for the digest ``batch`` of its channel, which goes
+        out at ``release_at`` (the earliest release time of its members wins)."""
+        with self.db.atomic():
+            self.db.execute(
+                """UPDATE deliveries SET status = 'deferred', batch = ?, release_at = ?
+                   WHERE id = ? AND status = 'pending'""",
+                [batch, stamp(release_at), delivery_id],
+            )
+
+    def release_batches(self, now: datetime, channels: Collection[str] | None = None) -> int:
+        """Turn every deferred batch whose release time has come into one digest with a
+        pending delivery; return how many digests were made."""
+        where, args = "", []
+        if channels is not None:
+            where = f" AND channel IN ({','.join('?' * len(channels))})"
+            args = list(channels)
+        made = 0
+        with self.db.atomic():
+            due = self.db.execute(
+                f"""SELECT channel, batch FROM deliveries WHERE status = 'deferred'{where}
+                    GROUP BY channel, batch HAVING min(release_at) <= ?""",
+                [*args, stamp(now)],
+            ).fetchall()
+            for channel, batch in due:
+                ids = [
+                    r[0]
+                    for r in self.db.execute(
+                        """SELECT id FROM deliveries WHERE status = 'deferred' AND channel = ?
+                           AND batch = ? ORDER BY id""",
+                        [channel, batch],
+                    )
+                ]
+                reason, _, label = batch.partition(":")
+                self._make_digest(channel, reason, label, ids, stamp(now))
+                made += 1
+        return made
+
+    def next_release(self, channels: Collection[str] | None = None) -> datetime | None:
+        """When the next deferred batch goes out, if any."""
+        where, args = "", []
+        if channels is not None:
+            where = f" AND channel IN ({','.join('?' * len(channels))})"
+            args = list(channels)
+        row = self.db.execute(
+            f"SELECT min(release_at) FROM deliveries WHERE status = 'deferred'{where}", args
+        ).fetchone()
+        return unstamp(row[0]) if row and row[0] else None
+
+    def mute_silenced(self, now: datetime) -> int:
+        """Mark pending and deferred deliveries of silenced rules, feeds and stories as
+        muted (their hits stay stored); return how many."""
+        active = self.db.execute(
+            "SELECT id, kind, target FROM silences WHERE lifted_at IS NULL AND until > ?",
+            [stamp(now)],
+        ).fetchall()
+        if not active:
+            return 0
+        column = {"rule": "h.rule", "feed": "a.feed", "story": "CAST(a.story_id AS TEXT)"}
+        muted = 0
+        with self.db.atomic():
+            for silence_id, kind, target in active:
+                reason = f"silenced: {kind} {target} (silence #{silence_id})"
+                ids = [
+                    r[0]
+                    for r in self.db.execute(
+                        f"""SELECT d.id FROM deliveries d JOIN hits h ON h.id = d.hit_id
+                            JOIN articles a ON a.id = h.article_id
+                            WHERE d.status IN ('pending', 'deferred') AND {column[kind]} = ?""",
+                        [target],
+                    )
+                ]
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    self.db.execute(
+                        f"""UPDATE deliveries SET status = 'muted', last_error = ?
+                            WHERE id IN ({marks})""",
+                        [reason, *chunk],
+                    )
+                    self.db.execute(
+                        f"""UPDATE hits SET muted = ? WHERE id IN
+                            (SELECT hit_id FROM deliveries WHERE id IN ({marks}))""",
+                        [reason, *chunk],
+                    )
+                muted += len(ids)
+        return muted
+
+    def deliveries(
+        self, *, status: str | None = None, channel: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Newest deliveries first, with what they carry, for `news-monitor deliveries`."""
+        where, args = [], []
+        if status:
+            where.append("d.status = ?")
+            args.append(status)
+        if channel:
+            where.append("d.channel = ?")
+            args.append(channel)
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        return list(
+            self.db.query(
+                f"""SELECT d.id, d.key, d.channel, d.status, d.attempts, d.next_attempt_at,
+                           d.last_error, d.created_at, d.sent_at, d.batch, d.release_at,
+                           d.in_digest, d.step,
+                           CASE WHEN d.hit_id IS NOT NULL THEN 'alert'
+                                WHEN d.notice_id IS NOT NULL THEN 'notice'
+                                ELSE 'digest' END AS kind,
+                           coalesce(h.rule, 'notice:' || n.kind, 'digest:' || g.reason) AS what,
+                           coalesce(a.title, n.title,
+                                    g.total || ' alerts (' || g.label || ')') AS title
+                    FROM deliveries d
+                    LEFT JOIN hits h ON h.id = d.hit_id
+                    LEFT JOIN articles a ON a.id = h.article_id
+                    LEFT JOIN notices n ON n.id = d.notice_id
+                    LEFT JOIN digests g ON g.id = d.digest_id
+                    {clause} ORDER BY d.id DESC LIMIT ?""",
+                [*args, limit],
+            )
+        )
+
+    def retry(self, ids: Sequence[int], now: datetime, *, dead: bool = False) -> int:
+        """Queue deliveries again (``ids``, or with ``dead`` every dead one): due now, their
+        max age counted afresh. Sent deliveries are sent again only when named."""
+        seen = stamp(now)
+        with self.db.atomic():
+            if dead:
+                cursor = self.db.execute(
+                    """UPDATE deliveries SET status = 'pending', next_attempt_at = ?,
+                       queued_at = ? WHERE status = 'dead'""",
+                    [seen, seen],
+                )
+                return int(cursor.rowcount)
+            if not ids:
+                return 0
+            marks = ",".join("?" * len(ids))
+            cursor = self.db.execute(
+                f"""UPDATE deliveries SET status = 'pending', next_attempt_at = ?, queued_at = ?
+                    WHERE id IN ({marks}) AND status IN ('pending', 'dead', 'sent', 'muted')""",
+                [seen, seen, *ids],
+            )
+            return int(cursor.rowcount)
+
+    # --- silences ---------------------------------------------------------------------------
+
+    def add_silence(
+        self, kind: str, target: str, until: datetime, now: datetime, reason: str = ""
+    ) -> int:
+        with self.db.atomic():
+            cursor = self.db.execute(
+                """INSERT INTO silences (kind, target, until, reason, created_at)
+                   VALUES (?, ?, ?, ?, ?)""",
+                [kind, target, stamp(until), reason, stamp(now)],
+            )
+        return int(cursor.lastrowid or 0)
+
+    def silences(self, now: datetime, *, everything: bool = False) -> list[dict[str, Any]]:
+        """Active silences (``everything``: expired and lifted ones too), newest first."""
+        where = "" if everything else "WHERE lifted_at IS NULL AND until > ?"
+        rows = list(
+            self.db.query(
+                f"""SELECT id, kind, target, until, reason, created_at, lifted_at
+                    FROM silences {where} ORDER BY id DESC""",
+                [] if everything else [stamp(now)],
+            )
+        )
+        for row in rows:
+            row["active"] = row["lifted_at"] is None and row["until"] > stamp(now)
+        return rows
+
+    def lift_silence(self, silence_id: int, now: datetime) -> bool:
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "UPDATE silences SET lifted_at = ? WHERE id = ? AND lifted_at IS NULL",
+                [stamp(now), silence_id],
+            )
+        return bool(cursor.rowcount)
+
+    def postpone(self, delivery_id: int, until: datetime) -> None:
+        """Try a pending delivery no sooner than ``until`` (a digest during quiet hours)."""
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending'",
+                [stamp(until), delivery_id],
             )

@@ -368,9 +368,14 @@ def write_project(
     fetch: Mapping[str, Any] | None = None,
     delivery: Mapping[str, Any] | None = None,
     database: str = "var/news.db",
+    baseline: bool = False,
+    extra: Mapping[str, Any] | None = None,
 ) -> Project:
     """Write ``root/config.yaml`` and ``root/rules/*.yaml``; rule files are written verbatim
-    (a str is the single file ``rules/main.yaml``) so tests control their line numbers."""
+    (a str is the single file ``rules/main.yaml``) so tests control their line numbers.
+
+    ``baseline`` is off unless asked for: most tests want the first poll's alerts.
+    ``extra``: more top-level settings (operator_channels, stories...)."""
     root.mkdir(parents=True, exist_ok=True)
     rules_dir = root / "rules"
     rules_dir.mkdir(exist_ok=True)
@@ -386,8 +391,8 @@ def write_project(
     }
     if fetch is not None:
         settings["fetch"] = dict(fetch)
-    if delivery is not None:
-        settings["delivery"] = dict(delivery)
+    settings["delivery"] = {"baseline": baseline, **dict(delivery or {})}
+    settings.update(extra or {})
     config = root / "config.yaml"
     config.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
     return Project(root, config, root / database, rules_dir)

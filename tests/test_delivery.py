@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -102,26 +103,31 @@ def test_email_alert_reaches_the_smtp_server(
     assert len(smtp_server.messages) == 1
 
 
-def test_email_alert_keeps_plain_text_lines_and_does_not_inject_html(
+def test_email_alert_is_html_with_a_text_alternative_and_markup_stays_text(
     store: Store, clock: Clock, smtp_server: SmtpServer
 ) -> None:
-    """The alert is plain text; sent as HTML, its lines would collapse and markup from a
-    feed title would reach the email's text/html part."""
-    seed(store, clock, ["mail"], title='Troops <img src="https://evil.example/x.png"> at border')
+    """Email is HTML with a plain-text part, one field per line; markup from a feed title
+    is escaped in the HTML part, so a mail client shows it as text, never renders it."""
+    [delivery_id] = seed(
+        store, clock, ["mail"], title='Troops <img src="https://evil.example/x.png"> at border'
+    )
     channels = channels_for({"mail": smtp_server.url()})
 
     assert deliver(store, channels, clock) == (1, 0)
 
     [message] = smtp_server.messages
+    assert "\n" not in message["Subject"] and "<img" in message["Subject"]
     plain = message.get_body(preferencelist=("plain",))
     assert plain is not None
-    lines = plain.get_content().splitlines()
-    assert any(line.startswith("Matched:   troops, soldiers, frontier") for line in lines)
-    assert f"Link:      {LINK}" in lines
-    # The article's markup is shown as text, never sent as HTML a mail client renders.
-    assert any('<img src="https://evil.example/x.png">' in line for line in lines)
+    lines = [line.strip() for line in plain.get_content().splitlines()]
+    assert "Matched: troops, soldiers, frontier" in lines
+    assert f"Link: {LINK}" in lines
+    assert any(line.startswith(f"Delivery #{delivery_id}") for line in lines)
     html = message.get_body(preferencelist=("html",))
-    assert html is None or "<img" not in html.get_content()
+    assert html is not None
+    content = html.get_content()
+    assert "<img" not in content and "&lt;img src=" in content
+    assert "<mark>soldiers</mark>" in content and f'href="{LINK}"' in content
 
 
 def test_webhook_alert_posts_title_and_body_as_json(
@@ -137,12 +143,14 @@ def test_webhook_alert_posts_title_and_body_as_json(
     assert request.headers["Content-Type"].startswith("application/json")
     payload = request.body
     assert payload["title"] == f"[troop-movements] {TITLE}"
-    message = payload["message"]
-    assert "Rule:      troop-movements (urgent)" in message
-    assert "Matched:   troops, soldiers, frontier" in message
-    assert SNIPPET in message
-    assert f"Link:      {LINK}" in message
-    assert f"Delivery:  #{delivery_id}" in message
+    # json:// channels get a JSON document with every field as the message.
+    alert = json.loads(payload["message"])
+    assert alert["kind"] == "alert" and alert["id"] == delivery_id
+    assert alert["key"] == "hit-1-chat" and alert["channel"] == "chat"
+    assert (alert["rule"], alert["severity"]) == ("troop-movements", "urgent")
+    assert alert["terms"] == ["troops", "soldiers", "frontier"]
+    assert SNIPPET in alert["snippet"] and alert["link"] == LINK and alert["feed"] == "wire"
+    assert alert["story"]["sources"] == 1
     assert delivery(store, delivery_id)["status"] == "sent"
 
 

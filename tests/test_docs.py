@@ -42,10 +42,14 @@ def test_near_example() -> None:
 
 def test_every_command_is_documented_with_an_example() -> None:
     readme = (ROOT / "README.md").read_text()
-    for name in main.commands:
+    for name, command in main.commands.items():
         assert f"news-monitor {name}" in readme, f"README does not mention `{name}`"
         help_text = CliRunner().invoke(main, [name, "--help"]).output
         assert "Example:" in help_text, f"`{name} --help` has no example"
+        for sub in getattr(command, "commands", {}):
+            assert re.search(rf"news-monitor {name}\b.*\b{sub}\b", readme), f"{name} {sub}"
+            help_text = CliRunner().invoke(main, [name, sub, "--help"]).output
+            assert "Example:" in help_text, f"`{name} {sub} --help` has no example"
 
 
 def test_every_settings_key_is_documented() -> None:
@@ -61,6 +65,7 @@ def test_every_settings_key_is_documented() -> None:
         *config.HEALTH_KEYS,
         *config.PARSE_KEYS,
         *config.STORIES_KEYS,
+        *config.TEMPLATE_KEYS,
     ]
     for key in keys:
         assert re.search(rf"\b{key}:", readme), f"settings key `{key}` is not in the README"

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from conftest import Clock, write_project
 
 from monitor.cli import main
-from monitor.models import Article, Hit, StoryPolicy
+from monitor.models import AlertPolicy, Article, Hit
 from monitor.policy import story_steps
 from monitor.render import render
 from monitor.ruleset import load_rules
@@ -64,7 +64,7 @@ def hit(rule: str = "sanctions") -> Hit:
 
 
 def save(
-    store: Store, clock: Clock, keys: Sequence[str], policy: StoryPolicy | None = None, **kw: Any
+    store: Store, clock: Clock, keys: Sequence[str], policy: AlertPolicy | None = None, **kw: Any
 ) -> list[int]:
     policies = {"sanctions": policy} if policy else None
     ids = []
@@ -128,7 +128,7 @@ def test_copies_from_other_outlets_join_one_story_and_alert_once(
 def test_min_sources_holds_the_alert_until_a_second_outlet_carries_it(
     store: Store, clock: Clock
 ) -> None:
-    policy = StoryPolicy(min_sources=2)
+    policy = AlertPolicy(min_sources=2)
     first, copy, third = "a01", "a02", "a03"
     assert save(store, clock, [first], policy) == []
     # The same outlet again (another feed of the same site) does not corroborate.
@@ -145,7 +145,7 @@ def test_min_sources_holds_the_alert_until_a_second_outlet_carries_it(
 
 
 def test_follow_ups_say_when_more_outlets_carry_the_story(store: Store, clock: Clock) -> None:
-    policy = StoryPolicy(follow_up=(3, 4))
+    policy = AlertPolicy(follow_up=(3, 4))
     cluster = ["a01", "a02", "a03", "a04"]
     steps = []
     for key in cluster:
@@ -157,7 +157,7 @@ def test_follow_ups_say_when_more_outlets_carry_the_story(store: Store, clock: C
 
 
 def test_every_copy_alerts_when_once_per_story_is_off(store: Store, clock: Clock) -> None:
-    policy = StoryPolicy(once_per_story=False, min_sources=2)
+    policy = AlertPolicy(once_per_story=False, min_sources=2)
     assert save(store, clock, ["a01"], policy) == []
     assert len(save(store, clock, ["a02"], policy)) == 2  # the held first hit, and this one
     assert len(save(store, clock, ["a03"], policy)) == 1
@@ -175,20 +175,20 @@ def test_a_quiet_story_closes_and_its_index_is_pruned(store: Store, clock: Clock
 
 
 def test_story_steps_decide_first_alert_follow_ups_and_skipped_thresholds() -> None:
-    once = StoryPolicy(follow_up=(3, 5))
+    once = AlertPolicy(follow_up=(3, 5))
     assert story_steps(once, 1, [10], 10, set()) == [(10, 0)]
     assert story_steps(once, 2, [11], 11, {0}) == []  # a copy: stored, not alerted
     assert story_steps(once, 3, [12], 12, {0}) == [(12, 3)]
     assert story_steps(once, 5, [], 12, {0, 3}) == [(12, 5)]  # grew by an article not hit
     assert story_steps(once, 6, [13], 13, {0, 3, 5}) == []
     # Held until 4 sources; then the first hit goes out and 3 is recorded, not followed up.
-    held = StoryPolicy(min_sources=4, follow_up=(3, 5))
+    held = AlertPolicy(min_sources=4, follow_up=(3, 5))
     assert story_steps(held, 3, [10, 11], 11, set()) == []
     assert story_steps(held, 4, [10, 11, 12], 12, set()) == [(10, 0), (12, -3)]
     # Two thresholds passed at once (a restart, say): only the higher one is sent.
     assert story_steps(once, 5, [], 12, {0}) == [(12, -3), (12, 5)]
     # Every copy alerted; the copy that reaches a threshold is not alerted twice.
-    every = StoryPolicy(once_per_story=False, follow_up=(2,))
+    every = AlertPolicy(once_per_story=False, follow_up=(2,))
     assert story_steps(every, 1, [1], 1, set()) == [(1, 0)]
     assert story_steps(every, 2, [2], 2, {0}) == [(2, 0), (2, -2)]
     assert story_steps(every, 3, [3], 3, {0, 2}) == [(3, 0)]
@@ -197,11 +197,11 @@ def test_story_steps_decide_first_alert_follow_ups_and_skipped_thresholds() -> N
 def test_changing_a_rules_policy_does_not_resend_old_copies(store: Store, clock: Clock) -> None:
     assert len(save(store, clock, ["a01", "a02", "a03"])) == 1
     # Every copy alerted from now on: the copies already decided are not sent now.
-    assert len(save(store, clock, ["a04"], StoryPolicy(once_per_story=False))) == 1
+    assert len(save(store, clock, ["a04"], AlertPolicy(once_per_story=False))) == 1
 
 
 def test_held_hits_of_a_removed_rule_stay_held(store: Store, clock: Clock) -> None:
-    assert save(store, clock, ["a01"], StoryPolicy(min_sources=2)) == []
+    assert save(store, clock, ["a01"], AlertPolicy(min_sources=2)) == []
     # The rule is gone when a second outlet carries the story: nothing goes out for it.
     assert store.save([(article("a02"), [])], clock(), policies={}) == []
     assert store.db.execute("SELECT count(*) FROM hits WHERE held = 1").fetchone()[0] == 1
@@ -244,7 +244,7 @@ def test_story_policy_keys_are_validated_with_their_location(tmp_path: Path) -> 
     )
     loaded = load_rules(tmp_path)
     [good] = loaded.rules
-    assert good.policy == StoryPolicy(once_per_story=False, min_sources=2, follow_up=(3, 5))
+    assert good.policy == AlertPolicy(once_per_story=False, min_sources=2, follow_up=(3, 5))
     messages = [str(e) for e in loaded.errors]
     assert any(":9:" in m and "`min_sources` must be a whole number" in m for m in messages)
     assert any(":10:" in m and "`follow_up` must be a list" in m for m in messages)
