@@ -9,7 +9,8 @@ One asyncio event loop runs everything:
 
 SIGTERM / SIGINT: no new polls start; a poll in flight gets ``STOP_GRACE`` seconds to
 finish, then is cancelled (its transaction was not committed, so the next start redoes
-it); pending deliveries stay in the database for the next start. Exit status 0.
+it); a send in flight is finished and recorded (within the same grace), pending
+deliveries stay in the database for the next start. Exit status 0.
 """
 
 from __future__ import annotations
@@ -277,7 +278,10 @@ class Daemon:
             await self._finish_polls()
             # After the polls: closing kills the workers, so no parse is cut short.
             await asyncio.to_thread(pool.close)
-            for task in delivery:
+            # A send in flight is finished and recorded (a send cut off here would go
+            # out again after the restart); the loops stop before their next one.
+            _, unfinished = await asyncio.wait(delivery, timeout=STOP_GRACE)
+            for task in unfinished:
                 task.cancel()
             await asyncio.gather(*delivery, return_exceptions=True)
             await fetcher.aclose()
@@ -344,6 +348,7 @@ class Daemon:
                         only=(only,) if only is not None else None,
                         exclude=() if only is not None else configured,
                         on_dead=self._tell_dead,
+                        stopping=self._stop.is_set,
                     )
                 except Exception:
                     log.exception("delivery_loop_error channel=%s", only)

@@ -189,6 +189,7 @@ async def deliver_due(
     only: Collection[str] | None = None,
     exclude: Collection[str] = (),
     on_dead: DeadHandler | None = None,
+    stopping: Callable[[], bool] | None = None,
 ) -> tuple[int, int]:
     """Send every due delivery once (of the channels ``only``, if given, and never of
     ``exclude``). Returns (sent, failed).
@@ -196,7 +197,8 @@ async def deliver_due(
     First silenced alerts are muted and digests whose time has come are made; then an
     alert that a digest schedule or quiet hours hold back is deferred to its digest
     instead of sent (monitor.policy.hold_back). A delivery that keeps failing is given
-    up ``max_age`` after it was queued: marked dead, and ``on_dead`` is told."""
+    up ``max_age`` after it was queued: marked dead, and ``on_dead`` is told. Once
+    ``stopping()`` is true no further send starts (the one in flight is recorded)."""
     rules = policies or {}
     outbox.mute_silenced(now())
     outbox.release_batches(now(), channels=only)
@@ -209,6 +211,8 @@ async def deliver_due(
         sent = failed = 0
         channel = channels.get(name)
         for delivery in items:
+            if stopping is not None and stopping():
+                break
             error = None
             if channel is None:
                 error = f"channel {name!r} is not configured"

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -381,3 +383,126 @@ def test_silence_and_deliveries_commands(tmp_path: Path, clock: Clock) -> None:
     assert missing.exit_code == 2 and "name delivery ids" in missing.output
     result = run(main, ["deliveries", *cfg, "retry", "1"])
     assert result.exit_code == 0 and "1 delivery queued again" in result.output
+
+
+# --- hostile content end to end -------------------------------------------------------
+
+
+def html_tags(html: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """Every element of an HTML document with its attributes, as a browser would see it."""
+    found: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            found.append((tag, attrs))
+
+    Tags().feed(html)
+    return found
+
+
+HOSTILE_TITLE = "<script>alert(1)</script> @everyone {{7*7}}\r\nBcc: victim@example.org"
+HOSTILE_TEXT = (
+    "Troops moved. [click here](javascript:alert(1)) ![pixel](http://evil.example/p.png) "
+    '<img src=x onerror="alert(2)"> <!channel> @here {% for x in range(9) %}loop{% endfor %} '
+    "mailto://user:pass@evil.example json://evil.example/hook"
+)
+
+
+def test_hostile_article_arrives_neutralised_by_mail_chat_and_webhook(
+    store: Store, clock: Clock, webhook: Webhook, smtp_server: Any
+) -> None:
+    hostile = Article(
+        feed="wire",
+        uid="evil-1",
+        title=HOSTILE_TITLE,
+        link="javascript:alert(3)",
+        summary=HOSTILE_TEXT,
+        content_hash="evil-1",
+    )
+    [*_] = save(
+        store,
+        clock,
+        [
+            (
+                hostile,
+                [
+                    Hit(
+                        rule="troops",
+                        rule_version="v1",
+                        severity="urgent",
+                        terms=("troops",),
+                        snippet=HOSTILE_TEXT,
+                        channels=("mail", "chat", "hook"),
+                    )
+                ],
+            )
+        ],
+    )
+    channels = channels_for(
+        [
+            ChannelConfig("mail", smtp_server.url()),
+            ChannelConfig("chat", f"mmost://127.0.0.1:{webhook.port}/desktoken"),
+            ChannelConfig("hook", webhook.url("hook")),
+        ]
+    )
+    assert deliver(store, channels, clock) == (3, 0)
+
+    # Email: no header injection, no live markup or javascript: link in the HTML part.
+    [mail] = smtp_server.messages
+    assert "victim@example.org" not in (mail["Bcc"] or "") and "\n" not in mail["Subject"]
+    assert mail["Subject"].startswith("[troops] <script>")  # shown as text
+    html = mail.get_body(preferencelist=("html",)).get_content()
+    tags = html_tags(html)
+    assert {t for t, _ in tags} <= {"div", "p", "b", "mark", "br", "a", "span", "strong"}
+    for _, attrs in tags:
+        assert not any(name.startswith("on") for name, _ in attrs)
+        assert all(
+            not (value or "").lower().startswith(("javascript:", "mailto:", "json:"))
+            for _, value in attrs
+        )
+    assert "&lt;script&gt;" in html and "{{7*7}}" in html and "{% for x" in html
+    assert "<mark>Troops</mark>" in html
+
+    # Chat (Mattermost webhook): Markdown and mentions neutralised, template text literal.
+    [chat] = [r.body for r in webhook.received if r.path == "/hooks/desktoken"]
+    text = chat["text"]
+    # Markdown syntax from the feed is escaped: no unescaped "](" link or "![" image.
+    assert not re.search(r"(?<!\\)\]\(javascript:", text)
+    assert not re.search(r"(?<!\\)!\[pixel", text)
+    assert not re.search(r"(?<!\\)<", text)  # no raw angle bracket: no <!channel>, <script
+    for raw in ("@everyone", "@here"):
+        assert raw not in text, raw
+    assert "{{7\\*7}}" in text and "49" not in text and "looploop" not in text
+    assert "**Troops**" in text
+
+    # JSON webhook: one valid document, every field there, the title on one line.
+    [hook] = [r.body for r in webhook.received if r.path == "/hook"]
+    assert "\n" not in hook["title"] and "\r" not in hook["title"]
+    alert = json.loads(hook["message"])
+    assert alert["snippet"] == HOSTILE_TEXT and alert["key"] == "hit-1-hook"
+    assert alert["terms"] == ["troops"] and alert["severity"] == "urgent"
+
+
+def test_apprise_config_file_channel_and_an_email_digest(
+    store: Store, tmp_path: Path, webhook: Webhook, smtp_server: Any
+) -> None:
+    clock = Clock(datetime(2026, 3, 2, 7, 30, tzinfo=UTC))
+    config = tmp_path / "apprise.yml"
+    config.write_text(f"urls:\n  - {webhook.url('from-config')}\n")
+    channels = channels_for(
+        [
+            ChannelConfig("team", "", config_file=str(config)),
+            ChannelConfig("mail", smtp_server.url(), digest="0 8 * * *"),
+        ]
+    )
+    assert channels["team"].shown == f"apprise config {config}"
+    save(store, clock, [(article(n), [hit(channels=("team", "mail"))]) for n in range(3)])
+    assert deliver(store, channels, clock) == (3, 0)  # team: one message per alert
+    assert [r.path for r in webhook.received] == ["/from-config"] * 3
+    assert smtp_server.messages == []
+    clock.advance(minutes=30)
+    assert deliver(store, channels, clock) == (1, 0)  # mail: the 08:00 digest
+    [mail] = smtp_server.messages
+    assert "digest: 3 alerts (channel mail)" in mail["Subject"]
+    html = mail.get_body(preferencelist=("html",)).get_content()
+    assert all(f"Event {n}:" in html for n in range(3))

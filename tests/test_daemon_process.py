@@ -325,19 +325,18 @@ def test_rules_hot_reload_keeps_the_last_good_rules_and_picks_up_fixes(
     write_rss(feed_dir / "wire.xml", ITEMS[:1])
     project = make_project(
         feeds=[{"name": "wire", "url": feed_server.url("wire.xml"), "interval": "1s"}],
-        channels={"chat": webhook.url("hook")},
+        channels={"chat": webhook.url("hook"), "ops": webhook.url("ops")},
         default_channels=["chat"],
         rules=RULES,
         fetch={"timeout": "5s", "jitter": "0s", "allow_private": ["127.0.0.0/8"]},
         delivery={"interval": "200ms"},
+        extra={"reload_interval": "200ms", "operator_channels": ["ops"]},
     )
-    with project.config.open("a") as f:
-        f.write("reload_interval: 200ms\n")
     rule_file = project.rules_dir / "main.yaml"
     daemon = start_daemon(project)
 
-    def titles() -> list[str]:
-        return [b["title"] for b in webhook.bodies]
+    def titles(path: str = "/hook") -> list[str]:
+        return [r.body["title"] for r in webhook.received if r.path == path]
 
     wait_for(lambda: "[troop-movements] Troops mass near the border" in titles())
 
@@ -345,6 +344,11 @@ def test_rules_hot_reload_keeps_the_last_good_rules_and_picks_up_fixes(
     rule_file.write_text("rules:\n  - name: sanctions\n    any: []\n")
     wait_for(lambda: "rules_rejected" in daemon.stderr(), message="bad edit rejected")
     assert "main.yaml:3:5: `any` is empty" in daemon.stderr()
+    # ...and the operator channel is told, once, with the location.
+    wait_for(lambda: titles("/ops"), message="operator told about the rejected edit")
+    [notice] = [r.body for r in webhook.received if r.path == "/ops"]
+    assert "rule edit rejected" in notice["title"]
+    assert "main.yaml:3:5" in json.loads(notice["message"])["notice"]
     write_rss(feed_dir / "wire.xml", ITEMS[:2])
     wait_for(
         lambda: "[sanctions] EU agrees new sanctions on Russian oil" in titles(),
@@ -365,5 +369,6 @@ def test_rules_hot_reload_keeps_the_last_good_rules_and_picks_up_fixes(
     assert daemon.terminate() == 0, daemon.stderr()
     # Nothing was alerted twice across the reloads.
     assert sorted(titles()) == sorted(set(titles())) and len(titles()) == 3
+    assert len(titles("/ops")) == 1
     versions = query(project.database, "SELECT rule, active FROM rule_versions ORDER BY rule")
     assert ("bakeries", 1) in versions

@@ -226,6 +226,15 @@ def test_a_failing_channel_does_not_block_the_others(
     assert store.counts()["sent"] == 2
     assert store.counts()["pending"] == 2
 
+    # The mail server comes back: the waiting alert goes out at its next retry, once.
+    smtp_server.start()
+    clock.advance(RETRY_MIN)
+    assert deliver(store, channels, clock) == (1, 1)
+    assert delivery(store, ids[0])["status"] == "sent"
+    [message] = smtp_server.messages
+    assert TITLE in message["Subject"]
+    assert len(webhook.bodies) == 2
+
 
 def test_channel_password_never_logged_or_stored(
     store: Store, clock: Clock, webhook: Webhook, caplog: pytest.LogCaptureFixture
