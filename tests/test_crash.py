@@ -515,6 +515,23 @@ def test_killed_between_storing_hits_and_sending_them(
     assert query(db, "SELECT count(*) FROM hits") == [(3,)]
 
 
+def second_alert_held(
+    tmp_path: Path,
+    feed_dir: Path,
+    feed_server: FeedServer,
+    stalling_webhook: StallingWebhook,
+    start_daemon: Callable[[Project], Daemon],
+    items: Sequence[Item],
+) -> tuple[Project, Daemon]:
+    """A daemon alerting ``items``: the first alert answered, the second reached the
+    receiver and held unanswered."""
+    write_rss(feed_dir / "wire.xml", items)
+    project = project_for(tmp_path / "project", feed_server.url("wire.xml"), stalling_webhook.url())
+    daemon = start_daemon(project)
+    daemon.wait(stalling_webhook.holding.is_set, "the second alert to reach the receiver")
+    return project, daemon
+
+
 def test_killed_while_a_send_is_in_flight(
     tmp_path: Path,
     feed_dir: Path,
@@ -523,13 +540,10 @@ def test_killed_while_a_send_is_in_flight(
     start_daemon: Callable[[Project], Daemon],
 ) -> None:
     items = [hit_item(n) for n in range(1, 5)]
-    write_rss(feed_dir / "wire.xml", items)
-    project = project_for(tmp_path / "project", feed_server.url("wire.xml"), stalling_webhook.url())
+    project, first = second_alert_held(
+        tmp_path, feed_dir, feed_server, stalling_webhook, start_daemon, items
+    )
     db = project.database
-
-    first = start_daemon(project)
-    # The first alert is answered; the second reached the receiver and is held.
-    first.wait(stalling_webhook.holding.is_set, "the second alert to reach the receiver")
     sent_first, in_flight = (alert_id(b) for b in stalling_webhook.bodies)
     rows = {d.id: d for d in outbox(db)}
     assert len(rows) == 4
@@ -641,12 +655,10 @@ def test_stopped_while_a_send_is_in_flight_records_it_and_never_repeats_it(
     start_daemon: Callable[[Project], Daemon],
 ) -> None:
     items = [hit_item(n) for n in range(1, 4)]
-    write_rss(feed_dir / "wire.xml", items)
-    project = project_for(tmp_path / "project", feed_server.url("wire.xml"), stalling_webhook.url())
+    project, first = second_alert_held(
+        tmp_path, feed_dir, feed_server, stalling_webhook, start_daemon, items
+    )
     db = project.database
-
-    first = start_daemon(project)
-    first.wait(stalling_webhook.holding.is_set, "the second alert to reach the receiver")
     _, in_flight = (alert_id(b) for b in stalling_webhook.bodies)
     # SIGTERM while the receiver holds the second alert; it answers a moment later.
     first.proc.send_signal(signal.SIGTERM)
