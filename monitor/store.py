@@ -57,6 +57,8 @@ _REALERT_VALUES = {
     "source": "a.source",
     "link": "a.link",
 }
+#: Why the hits of a feed's first poll were not alerted (baseline).
+BASELINE_MUTED = "baseline: the feed's first poll"
 #: Alerts listed in one digest message (the rest are counted).
 DIGEST_ITEMS = 50
 
@@ -739,8 +741,19 @@ class Store:
         """Create the deliveries the story's hits now call for (monitor.policy): for the
         rules that just hit it, the rules with hits held back on it, and, when it gained
         a source, the rules that alerted it (follow-ups). Hits of a rule that is no
-        longer loaded stay held. Costs the same however many copies the story has."""
+        longer loaded stay held. Costs the same however many copies the story has.
+
+        With ``baseline`` the new hits are stored muted and do not count as the story's
+        alert: a later article of the story from a feed past its first poll is alerted.
+        Hits held on the story by other feeds still go out if it now has enough sources."""
         seen = stamp(now)
+        if baseline:
+            muted = [hit_id for hits in new_hits.values() for hit_id in hits]
+            marks = ",".join("?" * len(muted))
+            self.db.execute(
+                f"UPDATE hits SET muted = ? WHERE id IN ({marks})", [BASELINE_MUTED, *muted]
+            )
+            new_hits = {}
         sources = self.db.execute(
             "SELECT sources FROM stories WHERE id = ?", [story_id]
         ).fetchone()[0]
@@ -779,7 +792,7 @@ class Store:
                     [story_id, rule, abs(step), hit_id, seen],
                 )
                 if step >= 0:  # a negative step is a threshold passed over: not alerted
-                    created += self._add_deliveries(hit_id, step, now, policy, baseline)
+                    created += self._add_deliveries(hit_id, step, now, policy)
             self._set_held(held.get(rule, []), False)  # decided: alerted or suppressed
         return created
 
@@ -797,15 +810,13 @@ class Store:
         return int(row[0] or 0)
 
     def _add_deliveries(
-        self, hit_id: int, step: int, now: datetime, policy: AlertPolicy, baseline: bool
+        self, hit_id: int, step: int, now: datetime, policy: AlertPolicy
     ) -> list[int]:
         """One pending delivery of a hit's alert (``step``) per channel it routes to,
-        unless the hit is muted: a feed's first poll (baseline), or inside the rule's
-        realert window (the reason is kept with the hit)."""
+        unless the hit is inside its rule's realert window (the reason is kept with the
+        hit)."""
         seen = stamp(now)
-        muted = "baseline: the feed's first poll" if baseline else None
-        if muted is None and step == 0 and policy.realert > 0:
-            muted = self._realert(hit_id, policy, now)
+        muted = self._realert(hit_id, policy, now) if step == 0 and policy.realert else None
         if muted is not None:
             self.db.execute("UPDATE hits SET muted = ? WHERE id = ?", [muted, hit_id])
             return []

@@ -506,3 +506,45 @@ def test_apprise_config_file_channel_and_an_email_digest(
     assert "digest: 3 alerts (channel mail)" in mail["Subject"]
     html = mail.get_body(preferencelist=("html",)).get_content()
     assert all(f"Event {n}:" in html for n in range(3))
+
+
+def test_rule_alert_keys_are_read_and_checked_with_their_line(tmp_path: Path) -> None:
+    from monitor.ruleset import load_rules
+
+    (tmp_path / "a.yaml").write_text(
+        "rules:\n"
+        "  - name: good\n"
+        "    any: [sanctions]\n"
+        "    realert: 1h\n"
+        "    realert_key: story\n"
+        "    realert_max: 8h\n"
+        '    digest: "0 8 * * mon-fri"\n'
+        "    timezone: Europe/Kyiv\n"
+        "    template: {title: '{{ rule }}: {{ title }}'}\n"
+        "  - name: bad\n"
+        "    any: [troops]\n"
+        "    realert: soon\n"
+        "    realert_key: colour\n"
+        "    digest: daily\n"
+        "    timezone: Nowhere/Land\n"
+        "    template: {title: '{% if %}'}\n"
+    )
+    ruleset = load_rules(tmp_path)
+    [good] = ruleset.rules
+    assert good.policy == AlertPolicy(
+        realert=3600,
+        realert_key="story",
+        realert_max=8 * 3600,
+        digest="0 8 * * mon-fri",
+        digest_timezone="Europe/Kyiv",
+        template=Template(title="{{ rule }}: {{ title }}"),
+    )
+    errors = {(e.line, e.message.split(" ")[0]) for e in ruleset.errors}
+    assert errors == {
+        (12, "`realert`"),
+        (13, "`realert_key`"),
+        (14, "`digest`"),
+        (15, "unknown"),
+        (16, "`template.title`:"),
+    }
+    assert all(e.rule == "bad" for e in ruleset.errors)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,29 @@ def test_changed_feed_alerts_only_the_new_item(
     clock.advance(300)
     assert poll(feed).outcome == "not-modified"
     assert len(deliveries(store)) == len(old_deliveries) + 2
+
+
+def test_baseline_first_poll_of_a_new_feed_is_stored_and_matched_not_alerted(
+    wire: Callable[..., FeedConfig], poll: Poller, store: Store, clock: Clock
+) -> None:
+    poll.settings = {"baseline": True}
+    feed = wire([TROOPS, SANCTIONS, BAKERY])
+    assert poll(feed).hits == 2
+    assert deliveries(store) == []
+    assert {r["muted"] for r in rows(store, "SELECT muted FROM hits")} == {
+        "baseline: the feed's first poll"
+    }
+    # From the second poll on, new items alert as usual.
+    clock.advance(300)
+    wire([EMBARGO, TROOPS, SANCTIONS, BAKERY])
+    poll(feed)
+    assert deliveries(store) == [("sanctions", "mail", "pending"), ("sanctions", "chat", "pending")]
+    # A feed can opt out of the baseline.
+    # A baseline hit is not its story's alert: the same article from a feed that opted
+    # out of the baseline (or is past its first poll) alerts.
+    other = replace(feed, name="other", baseline=False)
+    poll(other)
+    assert ("troop-movements", "chat", "pending") in deliveries(store)
 
 
 def test_item_without_guid_uses_link_and_without_either_a_content_hash(
