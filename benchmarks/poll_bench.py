@@ -71,6 +71,7 @@ import time
 import urllib.request
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -374,16 +375,24 @@ def serve(feeds: int, items: int, use_gzip: bool) -> None:
     total = sum(len(d) for d in documents)
     del documents
 
+    serve_until_stopped(lambda: _Connection(state), lambda port: f"READY {port} {total}")
+
+
+def serve_until_stopped(
+    protocol: Callable[[], asyncio.Protocol], ready: Callable[[int], str]
+) -> None:
+    """Serve ``protocol`` on a free 127.0.0.1 port, print ``ready(port)``, and run until
+    SIGTERM or until stdin closes (the parent went away)."""
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: _Connection(state), "127.0.0.1", 0, backlog=1024, reuse_address=True
+            protocol, "127.0.0.1", 0, backlog=1024, reuse_address=True
         )
-        port = server.sockets[0].getsockname()[1]
-        print(f"READY {port} {total}", flush=True)
+        print(ready(server.sockets[0].getsockname()[1]), flush=True)
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_reader(sys.stdin.fileno(), stop.set)  # the parent went away
+        loop.add_reader(sys.stdin.fileno(), stop.set)
         async with server:
             await stop.wait()
 
@@ -734,12 +743,17 @@ class Server:
         return cls(process, f"http://127.0.0.1:{line[1]}", int(line[2]))
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM, and SIGKILL if it has not exited 10 s later."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def run_child(

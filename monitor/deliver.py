@@ -135,6 +135,7 @@ class Outbox(Protocol):
         *,
         channels: Collection[str] | None = ...,
         exclude: Collection[str] = ...,
+        after: int = ...,
     ) -> list[PendingDelivery | Digest]: ...
     def mark_sent(self, delivery_id: int, now: datetime) -> None: ...
     def mark_failed(
@@ -150,6 +151,10 @@ class Outbox(Protocol):
     def postpone(self, delivery_id: int, until: datetime) -> None: ...
     def release_batches(self, now: datetime, channels: Collection[str] | None = ...) -> int: ...
     def mute_silenced(self, now: datetime) -> int: ...
+
+
+#: Due deliveries read from the outbox at a time.
+DUE_PAGE = 100
 
 
 def retry_delay(attempts: int, minimum: float, maximum: float) -> float:
@@ -202,10 +207,6 @@ async def deliver_due(
     rules = policies or {}
     outbox.mute_silenced(now())
     outbox.release_batches(now(), channels=only)
-    due = outbox.due_deliveries(now(), channels=only, exclude=exclude)
-    by_channel: dict[str, list[PendingDelivery | Digest]] = {}
-    for delivery in due:
-        by_channel.setdefault(delivery.channel, []).append(delivery)
 
     async def run(name: str, items: list[PendingDelivery | Digest]) -> tuple[int, int]:
         sent = failed = 0
@@ -263,8 +264,22 @@ async def deliver_due(
             )
         return sent, failed
 
-    results = await asyncio.gather(*(run(n, items) for n, items in by_channel.items()))
-    return sum(r[0] for r in results), sum(r[1] for r in results)
+    sent = failed = 0
+    after = 0
+    while True:
+        # A page at a time, so a backlog drains at once rather than a page per interval;
+        # each row is tried at most once per call.
+        due = outbox.due_deliveries(now(), DUE_PAGE, channels=only, exclude=exclude, after=after)
+        if due:
+            after = max(d.id for d in due)
+        by_channel: dict[str, list[PendingDelivery | Digest]] = {}
+        for delivery in due:
+            by_channel.setdefault(delivery.channel, []).append(delivery)
+        results = await asyncio.gather(*(run(n, items) for n, items in by_channel.items()))
+        sent += sum(r[0] for r in results)
+        failed += sum(r[1] for r in results)
+        if len(due) < DUE_PAGE or (stopping is not None and stopping()):
+            return sent, failed
 
 
 def _held(

@@ -1100,10 +1100,12 @@ class Store:
         *,
         channels: Collection[str] | None = None,
         exclude: Collection[str] = (),
+        after: int = 0,
     ) -> list[PendingDelivery | Digest]:
-        """Pending deliveries whose next attempt is due, oldest first; only for
-        ``channels`` if given, never for ``exclude``."""
-        where, args = "d.status = 'pending' AND d.next_attempt_at <= ?", [stamp(now)]
+        """Pending deliveries whose next attempt is due, oldest first (ids above
+        ``after``); only for ``channels`` if given, never for ``exclude``."""
+        where = "d.status = 'pending' AND d.next_attempt_at <= ? AND d.id > ?"
+        args: list[Any] = [stamp(now), after]
         if channels is not None:
             where += f" AND d.channel IN ({','.join('?' * len(channels))})"
             args += list(channels)

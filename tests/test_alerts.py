@@ -548,3 +548,16 @@ def test_rule_alert_keys_are_read_and_checked_with_their_line(tmp_path: Path) ->
         (16, "`template.title`:"),
     }
     assert all(e.rule == "bad" for e in ruleset.errors)
+
+
+def test_a_backlog_larger_than_a_page_drains_in_one_round(
+    store: Store, clock: Clock, webhook: Webhook
+) -> None:
+    from monitor.deliver import DUE_PAGE
+
+    count = DUE_PAGE + 20
+    for n in range(count):  # separate polls, so no storm summary
+        save(store, clock, [(article(n), [hit()])])
+    channels = channels_for([ChannelConfig("chat", webhook.url())])
+    assert deliver(store, channels, clock) == (count, 0)
+    assert len(messages(webhook)) == count
