@@ -16,22 +16,10 @@ from typing import Any
 import click
 
 from monitor import __version__
-from monitor.config import Settings, load_settings
+from monitor.cli_common import config_option, print_errors, settings_for
+from monitor.config import Settings
 from monitor.errors import ConfigErrors, MonitorError, StorageError
 from monitor.models import Article, Rule
-from monitor.text import mask_url
-
-CONFIG_HELP = "Settings file (YAML). Also $NEWS_MONITOR_CONFIG."
-config_option = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default="news-monitor.yaml",
-    show_default=True,
-    envvar="NEWS_MONITOR_CONFIG",
-    help=CONFIG_HELP,
-)
 
 
 def _setup_logging(verbose: int) -> None:
@@ -44,24 +32,6 @@ def _setup_logging(verbose: int) -> None:
     )
     for noisy in ("httpx", "httpcore", "apscheduler", "apprise", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
-
-
-def _settings(path: Path) -> Settings:
-    if not path.exists():
-        raise click.ClickException(
-            f"{path}: settings file not found; pass --config or copy config.example.yaml"
-        )
-    try:
-        return load_settings(path, os.environ)
-    except ConfigErrors as exc:
-        _print_errors(exc)
-        sys.exit(1)
-
-
-def _print_errors(exc: ConfigErrors) -> None:
-    for error in exc.errors:
-        click.echo(f"error: {error}", err=True)
-    click.echo(f"{len(exc.errors)} error(s).", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,7 +54,7 @@ def _run_daemon(settings: Settings) -> int:
     try:
         daemon = Daemon(settings)
     except ConfigErrors as exc:
-        _print_errors(exc)
+        print_errors(exc)
         click.echo("refusing to start; fix the errors above (see `news-monitor check`)", err=True)
         return 1
     try:
@@ -104,7 +74,7 @@ def run(config_path: Path) -> None:
     Example:
       news-monitor run --config /etc/news-monitor/config.yaml
     """
-    sys.exit(_run_daemon(_settings(config_path)))
+    sys.exit(_run_daemon(settings_for(config_path, secrets=True)))
 
 
 @main.command()
@@ -135,7 +105,7 @@ def demo(config_path: Path, seeds: Path, fresh: bool) -> None:
 
     with FeedServer(seeds) as server:
         os.environ["SAMPLE_FEED_PORT"] = str(server.port)
-        settings = _settings(config_path)
+        settings = settings_for(config_path, secrets=True)
         if fresh:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{settings.database}{suffix}").unlink(missing_ok=True)
@@ -160,11 +130,11 @@ def check(config_path: Path) -> None:
     """
     from monitor.daemon import validate
 
-    settings = _settings(config_path)
+    settings = settings_for(config_path, secrets=True)
     try:
         matcher, channels = validate(settings)
     except ConfigErrors as exc:
-        _print_errors(exc)
+        print_errors(exc)
         sys.exit(1)
     enabled = sum(1 for f in settings.feeds if f.enabled)
     click.echo(
@@ -173,30 +143,100 @@ def check(config_path: Path) -> None:
     )
 
 
+def _moment(value: str | None, param: str) -> Any:
+    """--since/--until: a duration back from now (7d, 12h) or a date (2026-11-30, or
+    2026-11-30T08:00, UTC)."""
+    from datetime import UTC, datetime, timedelta
+
+    from monitor.config import parse_duration
+
+    if value is None:
+        return None
+    seconds = parse_duration(value)
+    if seconds is not None:
+        return _now() - timedelta(seconds=seconds)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither a duration (7d, 12h) nor a date (2026-11-30)", param_hint=param
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+HIT_COLUMNS = (
+    "id",
+    "created_at",
+    "rule",
+    "severity",
+    "feed",
+    "title",
+    "link",
+    "published",
+    "terms",
+    "snippet",
+    "story_id",
+    "story_sources",
+    "deliveries",
+    "muted",
+)
+
+
 @main.command()
 @config_option
-@click.option("-n", "--limit", default=20, show_default=True, help="How many hits to show.")
+@click.option("-n", "--limit", default=20, show_default=True, help="How many hits (0: all).")
 @click.option("--rule", help="Only hits of this rule.")
+@click.option("--feed", help="Only hits on articles of this feed.")
+@click.option("--since", help="Only hits since: a duration back (7d) or a date (2026-11-30).")
+@click.option("--until", help="Only hits before this (same forms as --since).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
-def hits(config_path: Path, limit: int, rule: str | None, as_json: bool) -> None:
-    """Show recent hits, newest first, with why they fired and where they were sent.
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row, for spreadsheets.")
+def hits(
+    config_path: Path,
+    limit: int,
+    rule: str | None,
+    feed: str | None,
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+    as_csv: bool,
+) -> None:
+    """Show recent hits, newest first, with why they fired and where they were sent;
+    filter by rule, feed and time; export them as JSON or CSV.
 
     Works while the daemon runs (read-only connection).
 
     \b
     Example:
       news-monitor hits --rule sanctions -n 5
+      news-monitor hits --feed tass --since 7d
+      news-monitor hits --since 2026-11-01 -n 0 --csv > hits.csv
       news-monitor hits --json | jq '.[].title'
     """
-    from monitor.store import Store
-
-    settings = _settings(config_path)
+    if as_json and as_csv:
+        raise click.UsageError("choose one of --json and --csv")
+    settings = settings_for(config_path)
+    store = _open_store(settings, readonly=True)
     try:
-        store = Store(settings.database, readonly=True)
-        rows = store.hits(limit=limit, rule=rule)
+        rows = store.hits(
+            limit=limit or None,
+            rule=rule,
+            feed=feed,
+            since=_moment(since, "--since"),
+            until=_moment(until, "--until"),
+        )
+    finally:
         store.close()
-    except MonitorError as exc:
-        raise click.ClickException(str(exc)) from exc
+    if as_csv:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(HIT_COLUMNS)
+        for row in rows:
+            writer.writerow(
+                "; ".join(row["terms"]) if key == "terms" else row.get(key) for key in HIT_COLUMNS
+            )
+        return
     if _listed(rows, as_json, "No hits yet."):
         return
     for row in rows:
@@ -244,7 +284,7 @@ def stories(
     """
     from monitor.store import Store
 
-    settings = _settings(config_path)
+    settings = settings_for(config_path)
     try:
         store = Store(settings.database, readonly=True)
         rows = store.stories(limit=limit, min_sources=min_sources, story_id=story_id)
@@ -363,7 +403,7 @@ def test_rule(
     from monitor.ruletest import compare
     from monitor.store import Store
 
-    settings = _settings(config_path)
+    settings = settings_for(config_path)
     candidate_path = Path(file_or_rule)
     on_disk = load_rules(settings.rules_dir)
     if candidate_path.suffix in (".yaml", ".yml") or candidate_path.exists():
@@ -371,7 +411,7 @@ def test_rule(
             raise click.ClickException(f"{candidate_path}: no such rule file")
         candidates, errors = load_rule_file(candidate_path)
         if errors:
-            _print_errors(ConfigErrors(errors))
+            print_errors(ConfigErrors(errors))
             sys.exit(1)
         if not candidates:
             raise click.ClickException(f"{candidate_path}: the file holds no rules")
@@ -487,98 +527,6 @@ def test_rule(
                 click.echo(f"        {_highlight(e.hit.snippet, e.marks, color)}")
 
 
-def _health(feed_enabled: bool, state: dict[str, Any] | None) -> str:
-    if not feed_enabled:
-        return "disabled in config"
-    if state is None:
-        return "never polled"
-    if state.get("disabled"):
-        return "stopped (gone)"
-    errors = int(state.get("consecutive_errors") or 0)
-    if errors:
-        return f"failing ({errors} in a row)"
-    return "ok"
-
-
-@main.command()
-@config_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
-def feeds(config_path: Path, as_json: bool) -> None:
-    """List the configured feeds with their health: last success, errors, next poll.
-
-    Works while the daemon runs (read-only connection).
-
-    \b
-    Example:
-      news-monitor feeds
-      news-monitor feeds --json | jq '.[] | select(.health != "ok")'
-    """
-    from monitor.store import Store
-
-    settings = _settings(config_path)
-    states: dict[str, dict[str, Any]] = {}
-    if settings.database.exists():
-        try:
-            store = Store(settings.database, readonly=True)
-            states = {row["name"]: row for row in store.feeds()}
-            store.close()
-        except MonitorError as exc:
-            raise click.ClickException(str(exc)) from exc
-    rows = []
-    for feed in settings.feeds:
-        state = states.get(feed.name)
-        rows.append(
-            {
-                "name": feed.name,
-                "url": mask_url(feed.url),
-                "enabled": feed.enabled,
-                "interval": feed.interval,
-                "tags": list(feed.tags),
-                "health": _health(feed.enabled, state),
-                "last_fetch": state.get("last_fetch") if state else None,
-                "last_success": state.get("last_success") if state else None,
-                "last_outcome": state.get("last_outcome") if state else None,
-                "consecutive_errors": state.get("consecutive_errors", 0) if state else 0,
-                "last_error": state.get("last_error") if state else None,
-                "last_error_kind": state.get("last_error_kind") if state else None,
-                "next_poll": state.get("next_poll") if state else None,
-                "retry_after_until": state.get("retry_after_until") if state else None,
-                "moved_to": state.get("moved_to") if state else None,
-                "stopped_because": state.get("disabled") if state else None,
-                "last_new": state.get("last_new") if state else None,
-            }
-        )
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-        return
-    for row in rows:
-        health = str(row["health"])
-        colour = (
-            "green"
-            if health == "ok"
-            else "red"
-            if health.startswith(("failing", "stopped"))
-            else "yellow"
-        )
-        click.echo(
-            f"{click.style(row['name'], bold=True)}  {click.style(health, fg=colour)}"
-            f"  every {row['interval']:g}s  {row['url']}"
-        )
-        details = [
-            f"last success {row['last_success'] or '-'}",
-            f"next poll {row['next_poll'] or '-'}",
-        ]
-        if row["retry_after_until"]:
-            details.append(f"server asked to wait until {row['retry_after_until']}")
-        if row["moved_to"]:
-            details.append(f"moved permanently to {row['moved_to']}")
-        click.echo("    " + "; ".join(details))
-        if row["last_error"]:
-            click.echo(f"    last error ({row['last_error_kind'] or 'error'}): {row['last_error']}")
-        if row["stopped_because"]:
-            click.echo(f"    stopped: {row['stopped_because']}")
-
-
 def _listed(rows: list[dict[str, Any]], as_json: bool, empty: str) -> bool:
     """Print ``rows`` as one JSON array, or ``empty`` when there are none; True when
     nothing more is to be printed."""
@@ -638,7 +586,7 @@ def deliveries(
     if ctx.invoked_subcommand is not None:
         ctx.obj = config_path
         return
-    store = _open_store(_settings(config_path), readonly=True)
+    store = _open_store(settings_for(config_path), readonly=True)
     try:
         rows = store.deliveries(status=status, channel=channel, limit=limit)
     finally:
@@ -688,7 +636,7 @@ def deliveries_retry(
     source = ctx.get_parameter_source("config_path")
     if source is click.core.ParameterSource.DEFAULT and ctx.obj is not None:
         config_path = ctx.obj  # given to the group: deliveries --config FILE retry ...
-    store = _open_store(_settings(config_path))
+    store = _open_store(settings_for(config_path))
     try:
         count = store.retry(ids, _now(), dead=dead)
     finally:
@@ -721,7 +669,7 @@ def _silence(kind: str, target: str, for_: str, reason: str, config_path: Path) 
         raise click.BadParameter(
             f"{for_!r} is not a duration such as 30m, 6h or 2d", param_hint="--for"
         )
-    settings = _settings(config_path)
+    settings = settings_for(config_path)
     if kind == "feed" and target not in {f.name for f in settings.feeds}:
         known = ", ".join(sorted(f.name for f in settings.feeds)) or "none"
         raise click.ClickException(f"no feed named {target!r} in {config_path} (feeds: {known})")
@@ -807,7 +755,7 @@ def silence_list(everything: bool, as_json: bool, config_path: Path) -> None:
     Example:
       news-monitor silence list --all
     """
-    store = _open_store(_settings(config_path), readonly=True)
+    store = _open_store(settings_for(config_path), readonly=True)
     try:
         rows = store.silences(_now(), everything=everything)
     finally:
@@ -832,7 +780,7 @@ def silence_lift(silence_id: int, config_path: Path) -> None:
     Example:
       news-monitor silence lift 3
     """
-    store = _open_store(_settings(config_path))
+    store = _open_store(settings_for(config_path))
     try:
         lifted = store.lift_silence(silence_id, _now())
     finally:
@@ -842,3 +790,134 @@ def silence_lift(silence_id: int, config_path: Path) -> None:
             f"no active silence #{silence_id}; see `news-monitor silence list`"
         )
     click.echo(f"Silence #{silence_id} lifted.")
+
+
+@main.command()
+@config_option
+@click.argument("query")
+@click.option("-n", "--limit", default=20, show_default=True, help="How many results.")
+@click.option("--feed", help="Only articles of this feed.")
+@click.option("--since", help="Only articles stored since: a duration back (7d) or a date.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
+def search(
+    config_path: Path,
+    query: str,
+    limit: int,
+    feed: str | None,
+    since: str | None,
+    as_json: bool,
+) -> None:
+    """Full-text search over every stored article (alerted or not), best match first,
+    with the matching words highlighted. QUERY: words (stemmed: "sanction" finds
+    "sanctions"), "exact phrases", AND, OR, NOT, prefix*, title:word.
+
+    Works while the daemon runs (read-only connection).
+
+    \b
+    Example:
+      news-monitor search '"prisoner exchange" AND title:ukraine' --since 30d
+      news-monitor search 'belgorod NOT drill*' --json | jq '.[].link'
+    """
+    color = sys.stdout.isatty() and not as_json
+    mark = ("\x1b[1;33m", "\x1b[0m") if color else ("[", "]") if not as_json else ("", "")
+    store = _open_store(settings_for(config_path), readonly=True)
+    try:
+        rows = store.search(
+            query, limit=limit, feed=feed, since=_moment(since, "--since"), mark=mark
+        )
+    except MonitorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    if _listed(rows, as_json, "No stored article matches."):
+        return
+    for row in rows:
+        rules = f"  hits: {row['rules']}" if row["rules"] else ""
+        click.echo(f"{row['seen_at']}  [{row['feed']}] {_printable(row['title'])}{rules}")
+        click.echo(f"    {_printable(row['snippet'])}")
+        click.echo(f"    {row['link']}")
+
+
+def _printable(text: str) -> str:
+    """Feed text without control characters (our own colour codes excepted)."""
+    return "".join(c for c in text if c.isprintable() or c == "\x1b")
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+def stats(config_path: Path, as_json: bool) -> None:
+    """What the database holds: articles, stories, hits per rule (and in the last day),
+    deliveries by state, feed health, active silences, size on disk.
+
+    Works while the daemon runs (read-only connection).
+
+    \b
+    Example:
+      news-monitor stats
+      news-monitor stats --json | jq .deliveries
+    """
+    store = _open_store(settings_for(config_path), readonly=True)
+    try:
+        data = store.stats(_now())
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"database   {data['database']} ({data['size_bytes'] / 2**20:.1f} MiB)")
+    click.echo(
+        f"articles   {data['articles']} ({data['articles_last_day']} in the last day; "
+        f"oldest {data['oldest_article'] or '-'})"
+    )
+    click.echo(f"stories    {data['stories']}")
+    click.echo(
+        f"hits       {data['hits']} ({data['hits_last_day']} in the last day, "
+        f"{data['muted_hits']} muted)"
+    )
+    for rule in data["rules"]:
+        click.echo(f"  {rule['rule']:<28} {rule['hits']:>8}  ({rule['last_day']} last day)")
+    states = ", ".join(f"{k} {v}" for k, v in sorted(data["deliveries"].items())) or "none"
+    click.echo(f"deliveries {states}")
+    click.echo(
+        f"feeds      {data['feeds_polled']} polled, {data['feeds_failing']} failing, "
+        f"{data['feeds_stopped']} stopped"
+    )
+    click.echo(f"silences   {data['silences_active']} active")
+
+
+@main.command()
+@config_option
+@click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
+@click.option("--vacuum", is_flag=True, help="Then give the freed space back to the disk.")
+@click.option("--json", "as_json", is_flag=True, help="The counts as JSON.")
+def prune(config_path: Path, dry_run: bool, vacuum: bool, as_json: bool) -> None:
+    """Apply the retention settings now: delete articles without hits older than
+    retention.articles (default 30d), and hits older than retention.hits (default 365d)
+    with their articles and deliveries. The daemon does this once a day by itself.
+
+    \b
+    Example:
+      news-monitor prune --dry-run
+      news-monitor prune --vacuum
+    """
+    settings = settings_for(config_path)
+    store = _open_store(settings)
+    try:
+        counts = store.prune(
+            _now(), articles=settings.keep_articles, hits=settings.keep_hits, dry_run=dry_run
+        )
+        if vacuum and not dry_run:
+            store.vacuum()
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(counts))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+from monitor.cli_feeds import feeds  # noqa: E402
+
+main.add_command(feeds)

@@ -33,7 +33,11 @@ TOP_KEYS = (
     "health",
     "parse",
     "stories",
+    "retention",
+    "metrics",
 )
+RETENTION_KEYS = ("articles", "hits")
+METRICS_KEYS = ("listen", "stale_after")
 FEED_KEYS = ("name", "url", "interval", "enabled", "tags", "silence", "baseline")
 HEALTH_KEYS = ("failures", "silence")
 PARSE_KEYS = ("workers", "deadline", "memory_limit")
@@ -135,6 +139,15 @@ class Settings:
     health_silence: float = 0.0
     #: A story with no new article for this long is closed: later articles start anew.
     story_quiet: float = 2 * 86400.0
+    #: Retention: articles without hits, and hits, are deleted after this long.
+    keep_articles: float = 30 * 86400.0
+    keep_hits: float = 365 * 86400.0
+    #: The files the settings were read from (this one and its feeds_from files).
+    files: tuple[Path, ...] = ()
+    #: Where Prometheus metrics and /health are served ("127.0.0.1:9464"); None: off.
+    metrics_listen: tuple[str, int] | None = None
+    #: /health fails when the scheduler loop has not run for this long.
+    metrics_stale_after: float = 120.0
 
     def channel(self, name: str) -> ChannelConfig | None:
         return next((c for c in self.channels if c.name == name), None)
@@ -166,9 +179,12 @@ def parse_size(value: Any) -> int | None:
 class _Reader:
     """Collects errors while reading one file."""
 
-    def __init__(self, path: Path, env: Mapping[str, str]) -> None:
+    def __init__(self, path: Path, env: Mapping[str, str], secrets: bool = True) -> None:
         self.path = path
         self.env = env
+        #: False: a missing environment variable or credential is left empty, not an
+        #: error (commands that only read the database need no channel secrets).
+        self.secrets = secrets
         self.errors: list[ConfigError] = []
 
     def error(self, message: str, pos: tuple[int, int]) -> None:
@@ -183,10 +199,12 @@ class _Reader:
                 return self.env[name]
             if default is not None:
                 return default
-            self.error(
-                f"environment variable {name} is not set; export it or write ${{{name}:-default}}",
-                pos,
-            )
+            if self.secrets:
+                self.error(
+                    f"environment variable {name} is not set; export it or write "
+                    f"${{{name}:-default}}",
+                    pos,
+                )
             return ""
 
         return _ENV.sub(sub, value)
@@ -202,6 +220,8 @@ class _Reader:
                 pass
         if default is not None:
             return default
+        if not self.secrets:
+            return ""
         where = f"in {directory}" if directory else "(CREDENTIALS_DIRECTORY is not set)"
         self.error(
             f"credential {name} not found {where}; add LoadCredential={name}:/path/to/secret "
@@ -439,9 +459,12 @@ def _valid_allow_entry(entry: str) -> bool:
     return True
 
 
-def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
-    """Read and validate the settings file; raise :class:`ConfigErrors` listing every problem."""
-    reader = _Reader(path, env)
+def load_settings(path: Path, env: Mapping[str, str], *, secrets: bool = True) -> Settings:
+    """Read and validate the settings file; raise :class:`ConfigErrors` listing every problem.
+
+    ``secrets`` False: unset environment variables and credentials become empty instead
+    of errors, for commands that never send (the daemon's secrets stay the daemon's)."""
+    reader = _Reader(path, env, secrets)
     try:
         data = load_yaml(path)
     except ConfigError as exc:
@@ -464,6 +487,7 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
 
     feeds = reader.feeds(data.get("feeds", YamlList()), data.pos("feeds"))
     extra = data.get("feeds_from", [])
+    feed_files: list[Path] = []
     if isinstance(extra, str):
         extra = [extra]
     if not isinstance(extra, list):
@@ -471,7 +495,8 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
         extra = []
     for name in extra:
         other = base / str(name)
-        sub = _Reader(other, env)
+        feed_files.append(other)
+        sub = _Reader(other, env, secrets)
         try:
             items = load_yaml(other)
         except ConfigError as exc:
@@ -539,6 +564,27 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
     reader.unknown(delivery, DELIVERY_KEYS, "`delivery`")
     stories = reader.mapping(data, "stories")
     reader.unknown(stories, STORIES_KEYS, "`stories`")
+    retention = reader.mapping(data, "retention")
+    reader.unknown(retention, RETENTION_KEYS, "`retention`")
+    keep_articles = reader.duration(retention, "articles", 30 * 86400.0, 86400.0)
+    keep_hits = reader.duration(retention, "hits", 365 * 86400.0, 86400.0)
+    if keep_hits < keep_articles:
+        reader.error(
+            "`retention.hits` must be at least `retention.articles` (hits are kept longer)",
+            retention.pos("hits"),
+        )
+    metrics = reader.mapping(data, "metrics")
+    reader.unknown(metrics, METRICS_KEYS, "`metrics`")
+    listen = None
+    if metrics.get("listen") not in (None, False, ""):
+        from monitor.metrics import parse_listen
+
+        listen = parse_listen(str(metrics["listen"]))
+        if listen is None:
+            reader.error(
+                "`metrics.listen` must be host:port, such as 127.0.0.1:9464",
+                metrics.pos("listen"),
+            )
     settings = Settings(
         path=path,
         database=database,
@@ -570,6 +616,11 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
         health_failures=failures,
         health_silence=reader.duration(health, "silence", 0.0, 0.0),
         story_quiet=reader.duration(stories, "quiet", 2 * 86400.0, 60.0),
+        files=(path, *feed_files),
+        keep_articles=keep_articles,
+        keep_hits=keep_hits,
+        metrics_listen=listen,
+        metrics_stale_after=reader.duration(metrics, "stale_after", 120.0, 5.0),
     )
     if reader.errors:
         raise ConfigErrors(reader.errors)

@@ -18,22 +18,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitor.config import Settings
+from monitor import systemd
+from monitor.config import Settings, load_settings
 from monitor.deliver import Channel, build_channels, deliver_due
 from monitor.errors import ConfigError, ConfigErrors
 from monitor.fetch import Fetcher
 from monitor.match import Matcher
+from monitor.metrics import Metrics
+from monitor.metrics import serve as serve_metrics
 from monitor.models import Digest, FeedConfig, PendingDelivery
 from monitor.parse import ParsePool
 from monitor.pipeline import PollContext, in_flight, poll_feed, refresh_vocabulary
@@ -44,6 +50,24 @@ from monitor.text import word_frequencies
 
 log = logging.getLogger(__name__)
 STOP_GRACE = 10.0
+#: Settings that a reload cannot change in a running daemon (they need a restart).
+RESTART_ONLY = (
+    "database",
+    "fetch_timeout",
+    "fetch_allow_private",
+    "fetch_max_bytes",
+    "fetch_max_redirects",
+    "fetch_per_host",
+    "fetch_total",
+    "fetch_retry_after_cap",
+    "user_agent",
+    "parse_workers",
+    "parse_deadline",
+    "parse_memory_limit",
+    "metrics_listen",
+    "metrics_stale_after",
+    "reload_interval",
+)
 #: Recent articles sampled for word frequencies, and the fewest worth using.
 FREQUENCY_SAMPLE = 2000
 FREQUENCY_MINIMUM = 200
@@ -85,6 +109,19 @@ def validate(settings: Settings) -> tuple[Matcher, dict[str, Channel]]:
     return matcher, channels
 
 
+def files_signature(paths: Sequence[Path]) -> tuple[tuple[str, int, int, int], ...]:
+    """What changes when one of ``paths`` is edited."""
+    out = []
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            out.append((str(path), 0, -1, 0))
+            continue
+        out.append((str(path), st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(out)
+
+
 def rules_signature(directory: Path) -> tuple[tuple[str, int, int], ...]:
     """What changes when a rule file is edited, added or removed."""
     try:
@@ -121,6 +158,11 @@ class Daemon:
         self._store: Store | None = None
         #: Word rarity of recent articles, for story clustering; refreshed hourly.
         self.vocabulary = Vocabulary()
+        self.metrics = Metrics()
+        self._settings_signature = files_signature(settings.files)
+        self._ctx: PollContext | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self._deliveries: dict[str | None, asyncio.Task[None]] = {}
 
     def request_stop(self, reason: str = "signal") -> None:
         if not self._stop.is_set():
@@ -142,7 +184,7 @@ class Daemon:
                 len(errors),
                 len(self.matcher),
             )
-            self._tell_rules_rejected(errors)
+            self._tell_rejected("rules", str(self.settings.rules_dir), errors)
             return False
         old = {r.name: r.version for r in self.matcher.rules}
         new = {r.name: r.version for r in matcher.rules}
@@ -175,17 +217,136 @@ class Daemon:
         if forgotten:
             log.info("stories_pruned articles=%d (their stories are quiet)", forgotten)
 
-    async def _check_rules(self) -> None:
+    async def _check_files(self) -> None:
         # A coroutine, so APScheduler runs it on the event loop (a plain function would
         # go to a thread pool, away from the store's connection).
-        if rules_signature(self.settings.rules_dir) != self._signature:
+        if files_signature(self.settings.files) != self._settings_signature:
+            self.reload("files-changed")
+        elif rules_signature(self.settings.rules_dir) != self._signature:
             self.reload_rules("files-changed")
+
+    def reload(self, reason: str = "SIGHUP") -> None:
+        """Read the settings file again and apply what can change while running (feeds,
+        channels, routing, alert and health settings), then the rules. Settings with
+        errors are refused: the running ones stay, and the operator is told."""
+        systemd.reloading()
+        self._settings_signature = files_signature(self.settings.files)
+        try:
+            new = load_settings(self.settings.path, os.environ)
+            channels, channel_errors = build_channels(new.channels)
+            if channel_errors:
+                raise ConfigErrors([ConfigError(m, str(new.path)) for m in channel_errors])
+        except ConfigErrors as exc:
+            for error in exc.errors:
+                log.error("settings_rejected %s", error)
+            log.error(
+                "settings_reload_failed reason=%s errors=%d (the running settings stay; "
+                "`news-monitor check` lists the errors)",
+                reason,
+                len(exc.errors),
+            )
+            self._tell_rejected("settings", str(self.settings.path), list(exc.errors))
+        else:
+            self._apply(new, channels)
+        self.reload_rules(reason)
+        systemd.notify("READY=1", self._status())
+
+    def _apply(self, new: Settings, channels: dict[str, Channel]) -> None:
+        old = self.settings
+        fixed = {key: getattr(old, key) for key in RESTART_ONLY}
+        ignored = sorted(k for k, v in fixed.items() if getattr(new, k) != v)
+        if ignored:
+            log.warning(
+                "settings_need_restart keys=%s (they apply at the next start)", ",".join(ignored)
+            )
+        self.settings = replace(new, **fixed)
+        self._settings_signature = files_signature(self.settings.files)
+        self.channels = channels
+        before = {f.name: f for f in old.feeds if f.enabled}
+        after = {f.name: f for f in self.settings.feeds if f.enabled}
+        if self._ctx is not None:
+            self._ctx = self._context(self._ctx)
+        if self._scheduler is not None:
+            for name in before.keys() - after.keys():
+                with contextlib.suppress(JobLookupError):
+                    self._scheduler.remove_job(f"feed:{name}")
+            for name, feed in after.items():
+                if before.get(name) != feed:
+                    with contextlib.suppress(JobLookupError):
+                        self._scheduler.remove_job(f"feed:{name}")
+                    self._schedule(feed)
+        self._start_delivery_loops()
+        log.info(
+            "settings_reloaded feeds=%d added=%s removed=%s changed=%s channels=%d",
+            len(after),
+            ",".join(sorted(after.keys() - before.keys())) or "-",
+            ",".join(sorted(before.keys() - after.keys())) or "-",
+            ",".join(sorted(n for n in after.keys() & before.keys() if after[n] != before[n]))
+            or "-",
+            len(channels),
+        )
+
+    def _context(self, base: PollContext) -> PollContext:
+        """The poll context with the settings that may change while running."""
+        settings = self.settings
+        return replace(
+            base,
+            default_channels=settings.default_channels,
+            operator_channels=settings.operator_channels,
+            health_failures=settings.health_failures,
+            health_silence=settings.health_silence,
+            max_backoff=settings.fetch_max_backoff,
+            story_quiet=timedelta(seconds=settings.story_quiet),
+            baseline=settings.baseline,
+            storm=settings.storm,
+        )
+
+    def _schedule(self, feed: FeedConfig) -> None:
+        assert self._scheduler is not None
+        self._scheduler.add_job(
+            self._poll_job,
+            IntervalTrigger(seconds=feed.interval, jitter=self.settings.jitter or None),
+            args=[feed.name],
+            id=f"feed:{feed.name}",
+            name=feed.name,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),  # first poll right away
+            misfire_grace_time=None,
+        )
+
+    def _status(self) -> str:
+        enabled = sum(1 for f in self.settings.feeds if f.enabled)
+        return f"STATUS=polling {enabled} feeds with {len(self.matcher)} rules"
+
+    async def _retention(self, store: Store) -> None:
+        counts = store.prune(
+            self.now(), articles=self.settings.keep_articles, hits=self.settings.keep_hits
+        )
+        log.info("pruned %s", " ".join(f"{k}={v}" for k, v in counts.items()))
+
+    async def _heartbeat(self) -> None:
+        """Runs on the scheduler's event loop: proof for /health and the systemd
+        watchdog that the loop is not stuck, and fresh outbox gauges."""
+        self.metrics.beat()
+        if systemd.watchdog_interval() is not None:
+            systemd.notify("WATCHDOG=1")
+
+    async def _gauges(self, store: Store) -> None:
+        """The outbox by state, broken and scheduled feeds (a minute apart: counting the
+        outbox reads every delivery row)."""
+        self.metrics.outbox(store.delivery_counts())
+        configured = {f.name for f in self.settings.feeds}
+        broken = store.broken_feeds(self.settings.health_failures) & configured
+        self.metrics.broken_feeds(len(broken))
+        jobs = self._scheduler.get_jobs() if self._scheduler is not None else []
+        self.metrics.feeds(sum(1 for job in jobs if job.id.startswith("feed:")))
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
-        loop.add_signal_handler(signal.SIGHUP, self.reload_rules, "SIGHUP")
+        loop.add_signal_handler(signal.SIGHUP, self.reload, "SIGHUP")
         store = self._store = Store(self.settings.database)
         if (frequencies := self._frequencies()) is not None:
             # Recompile with what the stored articles say about word frequencies.
@@ -204,87 +365,93 @@ class Daemon:
             now=self.now,
             transport=self.transport,
         )
-
         pool = ParsePool(
             settings.parse_workers,
             deadline=settings.parse_deadline,
             memory_limit=settings.parse_memory_limit,
         )
-        ctx = PollContext(
-            store=store,
-            fetch=fetcher.fetch,
-            parse=pool.parse,
-            default_channels=self.settings.default_channels,
-            now=self.now,
-            operator_channels=self.settings.operator_channels,
-            health_failures=self.settings.health_failures,
-            health_silence=self.settings.health_silence,
-            max_backoff=self.settings.fetch_max_backoff,
-            slots=in_flight(settings.fetch_total, settings.parse_workers),
-            story_quiet=timedelta(seconds=settings.story_quiet),
-            vocabulary=self.vocabulary,
-            baseline=settings.baseline,
-            storm=settings.storm,
+        server = None
+        if settings.metrics_listen is not None:
+            host, port = settings.metrics_listen
+            try:
+                server = serve_metrics(
+                    self.metrics, host, port, stale_after=settings.metrics_stale_after
+                )
+            except OSError as exc:
+                pool.close()
+                store.close()
+                raise ConfigErrors([ConfigError(str(exc), str(settings.path))]) from exc
+            log.info("metrics_listening address=%smetrics", server.url)
+        self._ctx = self._context(
+            PollContext(
+                store=store,
+                fetch=fetcher.fetch,
+                parse=pool.parse,
+                default_channels=(),
+                now=self.now,
+                slots=in_flight(settings.fetch_total, settings.parse_workers),
+                vocabulary=self.vocabulary,
+                metrics=self.metrics,
+            )
         )
-        scheduler = AsyncIOScheduler(timezone=UTC)
-        feeds = [f for f in self.settings.feeds if f.enabled]
-        for feed in feeds:
+        scheduler = self._scheduler = AsyncIOScheduler(timezone=UTC)
+        for feed in settings.feeds:
+            if feed.enabled:
+                self._schedule(feed)
+        housekeeping: tuple[
+            tuple[Callable[..., Awaitable[None]], IntervalTrigger, list[Any], str], ...
+        ] = (
+            (self._prune_stories, IntervalTrigger(hours=1), [store], "stories:prune"),
+            (self._retention, IntervalTrigger(days=1), [store], "retention"),
+            (self._check_files, IntervalTrigger(seconds=settings.reload_interval), [], "reload"),
+            (self._heartbeat, IntervalTrigger(seconds=self._beat_every()), [], "heartbeat"),
+            (self._gauges, IntervalTrigger(minutes=1), [store], "metrics:gauges"),
+        )
+        for job, trigger, args, job_id in housekeeping:
             scheduler.add_job(
-                self._poll_job,
-                IntervalTrigger(seconds=feed.interval, jitter=self.settings.jitter or None),
-                args=[feed, ctx, scheduler],
-                id=f"feed:{feed.name}",
-                name=feed.name,
+                job,
+                trigger,
+                args=args,
+                id=job_id,
                 max_instances=1,
                 coalesce=True,
-                next_run_time=datetime.now(UTC),  # first poll right away
-                misfire_grace_time=None,
+                misfire_grace_time=None,  # a late heartbeat still runs, never skipped
             )
-        scheduler.add_job(
-            self._prune_stories,
-            IntervalTrigger(hours=1),
-            args=[store],
-            id="stories:prune",
-            max_instances=1,
-            coalesce=True,
-        )
-        scheduler.add_job(
-            self._check_rules,
-            IntervalTrigger(seconds=self.settings.reload_interval),
-            id="rules:reload",
-            max_instances=1,
-            coalesce=True,
-        )
         log.info(
             "started feeds=%d rules=%d channels=%d database=%s",
-            len(feeds),
+            sum(1 for f in settings.feeds if f.enabled),
             len(self.matcher),
             len(self.channels),
-            self.settings.database,
+            settings.database,
         )
         await self._prune_stories(store)  # and word rarity for clustering, before any poll
+        await self._retention(store)
         scheduler.start()
-        # One delivery loop per channel, so a slow or dead channel (SMTP throttling, a
-        # timeout) never holds up the others; one more for rows of unknown channels.
-        delivery = [
-            asyncio.create_task(self._delivery_loop(store, {name: channel}, name))
-            for name, channel in self.channels.items()
-        ]
-        delivery.append(asyncio.create_task(self._delivery_loop(store, {}, None)))
+        self._start_delivery_loops()
+        await self._heartbeat()
+        await self._gauges(store)
+        systemd.notify("READY=1", self._status())
         try:
             await self._stop.wait()
         finally:
-            scheduler.shutdown(wait=False)
+            systemd.notify("STOPPING=1")
+            # Paused, not shut down, while polls in flight finish: shutting down cancels
+            # the jobs still running, which would cut the grace period short.
+            scheduler.pause()
             await self._finish_polls()
+            scheduler.shutdown(wait=False)
             # After the polls: closing kills the workers, so no parse is cut short.
             await asyncio.to_thread(pool.close)
             # A send in flight is finished and recorded (a send cut off here would go
             # out again after the restart); the loops stop before their next one.
+            delivery = list(self._deliveries.values())
             _, unfinished = await asyncio.wait(delivery, timeout=STOP_GRACE)
             for task in unfinished:
                 task.cancel()
             await asyncio.gather(*delivery, return_exceptions=True)
             await fetcher.aclose()
+            if server is not None:
+                server.close()
             store.close()
             self._store = None
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -292,14 +459,24 @@ class Daemon:
         log.info("stopped")
         return 0
 
-    async def _poll_job(self, feed: FeedConfig, ctx: PollContext, scheduler: Any) -> None:
-        if self._stop.is_set():
+    def _beat_every(self) -> float:
+        """Seconds between heartbeats: often enough for the systemd watchdog (half its
+        interval is what systemd asks) and for /health."""
+        watchdog = systemd.watchdog_interval()
+        every = min(10.0, self.settings.metrics_stale_after / 4)
+        return min(every, watchdog) if watchdog else every
+
+    async def _poll_job(self, name: str) -> None:
+        feed = next((f for f in self.settings.feeds if f.name == name and f.enabled), None)
+        if self._stop.is_set() or feed is None or self._ctx is None:
             return
+        scheduler = self._scheduler
+        assert scheduler is not None
         task = asyncio.current_task()
         assert task is not None
         self._polls.add(task)
         try:
-            result = await poll_feed(feed, self.matcher, ctx)
+            result = await poll_feed(feed, self.matcher, self._ctx)
             if result.hits:
                 self._wake_delivery()
             job = scheduler.get_job(f"feed:{feed.name}")
@@ -325,30 +502,41 @@ class Daemon:
         if pending:
             await asyncio.wait(pending)
 
-    async def _delivery_loop(
-        self, store: Store, channels: dict[str, Channel], only: str | None
-    ) -> None:
-        """Send due deliveries of one channel (``only``), or of channels no longer configured
-        (``only`` None), until stopped. Woken early when a poll stores new hits."""
-        configured = tuple(self.channels)
+    def _start_delivery_loops(self) -> None:
+        """One delivery loop per channel, so a slow or dead channel (SMTP throttling, a
+        timeout) never holds up the others; one more (key None) for rows of channels no
+        longer configured. A loop whose channel is removed ends by itself."""
+        assert self._store is not None
+        for name in [*self.channels, None]:
+            task = self._deliveries.get(name)
+            if task is None or task.done():
+                self._deliveries[name] = asyncio.create_task(self._delivery_loop(self._store, name))
+
+    async def _delivery_loop(self, store: Store, only: str | None) -> None:
+        """Send due deliveries of the channel ``only``, or of channels not configured
+        (``only`` None), until stopped or the channel is removed. Woken early when a
+        poll stores new hits. Reads the channels at every round: a reload applies."""
         wake = asyncio.Event()
         self._wakes.add(wake)
         try:
             while not self._stop.is_set():
+                if only is not None and only not in self.channels:
+                    return  # removed by a reload: its rows go to the loop of unknown ones
                 wake.clear()  # before sending: hits stored meanwhile set it again
                 try:
                     await deliver_due(
                         store,
-                        channels,
+                        {only: self.channels[only]} if only is not None else {},
                         self.now,
                         policies=self.matcher.policies,
                         retry_min=self.settings.retry_min,
                         retry_max=self.settings.retry_max,
                         max_age=self.settings.delivery_max_age,
                         only=(only,) if only is not None else None,
-                        exclude=() if only is not None else configured,
+                        exclude=() if only is not None else tuple(self.channels),
                         on_dead=self._tell_dead,
                         stopping=self._stop.is_set,
+                        metrics=self.metrics,
                     )
                 except Exception:
                     log.exception("delivery_loop_error channel=%s", only)
@@ -381,16 +569,17 @@ class Daemon:
         )
         self._wake_delivery()
 
-    def _tell_rules_rejected(self, errors: list[ConfigError]) -> None:
+    def _tell_rejected(self, what: str, where: str, errors: list[ConfigError]) -> None:
+        """Tell the operator channels that an edit of the rules or settings was refused."""
         if self._store is None or not self.settings.operator_channels:
             return
         shown = "\n".join(f"- {e}" for e in errors[:10])
         more = f"\n(+{len(errors) - 10} more)" if len(errors) > 10 else ""
         self._store.add_notice(
-            "rules-rejected",
-            str(self.settings.rules_dir),
-            f"rule edit rejected: {len(errors)} error(s), the previous rules keep running",
-            f"The edited rules in {self.settings.rules_dir} were not loaded:\n{shown}{more}\n"
+            f"{what}-rejected",
+            where,
+            f"{what} edit rejected: {len(errors)} error(s), the previous {what} keep running",
+            f"The edited {what} in {where} were not loaded:\n{shown}{more}\n"
             "Fix the files (`news-monitor check` lists the errors); they are reloaded when "
             "saved.",
             self.settings.operator_channels,

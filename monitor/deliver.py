@@ -25,6 +25,7 @@ from monitor.models import AlertPolicy, ChannelConfig, Digest, PendingDelivery
 from monitor.policy import hold_back
 from monitor.render import Format, Limits, Message, format_for_url, render, render_digest
 from monitor.schedule import quiet_until
+from monitor.text import unstamp
 
 log = logging.getLogger(__name__)
 _print_lock = threading.Lock()
@@ -153,6 +154,26 @@ class Outbox(Protocol):
     def mute_silenced(self, now: datetime) -> int: ...
 
 
+class DeliveryMetrics(Protocol):
+    def delivery(self, channel: str, outcome: str) -> None: ...
+    def alert_latency(self, seconds: float) -> None: ...
+
+
+def _count_sent(
+    metrics: DeliveryMetrics, delivery: PendingDelivery | Digest, channel: str, at: datetime
+) -> None:
+    """A sent delivery, and for each alert in it the time from its article first seen
+    (not for scheduled or quiet-hours digests: they wait on purpose)."""
+    metrics.delivery(channel, "sent")
+    if isinstance(delivery, Digest) and delivery.reason != "storm":
+        return
+    items = delivery.items if isinstance(delivery, Digest) else (delivery,)
+    for item in items:
+        seen = unstamp(item.seen_at) if not item.notice else None
+        if seen is not None:
+            metrics.alert_latency(max(0.0, (at - seen).total_seconds()))
+
+
 #: Due deliveries read from the outbox at a time.
 DUE_PAGE = 100
 
@@ -195,6 +216,7 @@ async def deliver_due(
     exclude: Collection[str] = (),
     on_dead: DeadHandler | None = None,
     stopping: Callable[[], bool] | None = None,
+    metrics: DeliveryMetrics | None = None,
 ) -> tuple[int, int]:
     """Send every due delivery once (of the channels ``only``, if given, and never of
     ``exclude``). Returns (sent, failed).
@@ -232,6 +254,8 @@ async def deliver_due(
             if error is None:
                 outbox.mark_sent(delivery.id, now())
                 sent += 1
+                if metrics is not None:
+                    _count_sent(metrics, delivery, name, now())
                 log.info("delivery_sent id=%s channel=%s rule=%s", delivery.id, name, what)
                 continue
             attempts = delivery.attempts + 1
@@ -240,6 +264,8 @@ async def deliver_due(
                 delivery.id, error, now() + timedelta(seconds=delay), now=now(), max_age=max_age
             )
             failed += 1
+            if metrics is not None:
+                metrics.delivery(name, "dead" if dead else "failed")
             if dead:
                 log.error(
                     "delivery_dead id=%s channel=%s rule=%s attempts=%s error=%r (given up "

@@ -279,6 +279,9 @@ class PollResult:
     next_poll: datetime | None = None
     #: The feed must not be polled again (410 Gone): the scheduler drops it.
     stopped: bool = False
+    #: Bytes of the (decoded) response body, and the seconds the fetch took.
+    size: int = field(default=0, compare=False)
+    fetch_seconds: float = field(default=0.0, compare=False)
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from monitor.errors import FeedError
 from monitor.health import feed_health
@@ -57,6 +59,13 @@ class PollContext:
     baseline: bool = False
     #: More alerts than this for one channel from one poll become one summary (0: off).
     storm: int = 0
+    #: Counters for Prometheus (monitor.metrics.Metrics), if any.
+    metrics: PollMetrics | None = None
+
+
+class PollMetrics(Protocol):
+    def poll(self, outcome: str, seconds: float, size: int, new_items: int) -> None: ...
+    def hit(self, rule: str, count: int = 1) -> None: ...
 
 
 def in_flight(fetch_total: int, parse_workers: int) -> asyncio.Semaphore:
@@ -71,9 +80,13 @@ def in_flight(fetch_total: int, parse_workers: int) -> asyncio.Semaphore:
 async def poll_feed(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollResult:
     """Poll ``feed`` once. Never raises for feed problems: they are recorded and returned."""
     if ctx.slots is None:
-        return await _poll(feed, matcher, ctx)
-    async with ctx.slots:
-        return await _poll(feed, matcher, ctx)
+        result = await _poll(feed, matcher, ctx)
+    else:
+        async with ctx.slots:
+            result = await _poll(feed, matcher, ctx)
+    if ctx.metrics is not None:
+        ctx.metrics.poll(result.outcome, result.fetch_seconds, result.size, result.new_articles)
+    return result
 
 
 async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollResult:
@@ -92,19 +105,24 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
     # A permanent redirect is followed directly, unless it would need the credentials of
     # the configured URL (which are never stored).
     url = moved if moved and "***@" not in moved else feed.url
+    started = time.monotonic()
+    fetched = 0.0
     try:
         result = await ctx.fetch(
             url,
             etag=state["etag"] if same_url else None,
             last_modified=state["last_modified"] if same_url else None,
         )
+        fetched = time.monotonic() - started
         articles = (
             []
             if result.not_modified
             else await ctx.parse(feed.name, url, result.content, result.headers)
         )
     except FeedError as exc:
-        return _failed(feed, exc, state, ctx)
+        return replace(
+            _failed(feed, exc, state, ctx), fetch_seconds=fetched or time.monotonic() - started
+        )
 
     permanent = getattr(result, "permanent_url", None)
     if permanent and permanent != url:
@@ -132,6 +150,9 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
             )
         hit_count += len(hits)
         matched.append((article, hits))
+        if ctx.metrics is not None:
+            for hit in hits:
+                ctx.metrics.hit(hit.rule)
     if matched:
         # A feed polled successfully for the first time (at this URL) has a backlog: with
         # baseline, it is stored and matched, and alerts start with the next poll.
@@ -188,6 +209,8 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
         new_articles=len(new),
         hits=hit_count,
         next_poll=upcoming,
+        size=len(result.content),
+        fetch_seconds=fetched,
     )
 
 

@@ -62,6 +62,9 @@ BASELINE_MUTED = "baseline: the feed's first poll"
 #: Alerts listed in one digest message (the rest are counted).
 DIGEST_ITEMS = 50
 
+#: Words for full-text search: English stems, case and accents folded.
+FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
+
 migrations = Migrations("news-monitor")
 
 
@@ -362,6 +365,60 @@ def _alert_hygiene(db: sqlite_utils.Database) -> None:
         )""")
 
 
+@migrations(name="0008_search_and_retention")
+def _search_and_retention(db: sqlite_utils.Database) -> None:
+    # Full-text search over stored articles (FTS5, stemmed English, accents folded),
+    # kept in step with the articles table by triggers.
+    db.execute(f"""
+        CREATE VIRTUAL TABLE articles_fts USING fts5(
+            title, summary, content, content='articles', content_rowid='id',
+            tokenize='{FTS_TOKENIZER}'
+        )""")
+    db.execute("""
+        INSERT INTO articles_fts (rowid, title, summary, content)
+        SELECT id, title, summary, content FROM articles""")
+    db.execute("""
+        CREATE TRIGGER articles_fts_insert AFTER INSERT ON articles BEGIN
+            INSERT INTO articles_fts (rowid, title, summary, content)
+            VALUES (new.id, new.title, new.summary, new.content);
+        END""")
+    db.execute("""
+        CREATE TRIGGER articles_fts_delete AFTER DELETE ON articles BEGIN
+            INSERT INTO articles_fts (articles_fts, rowid, title, summary, content)
+            VALUES ('delete', old.id, old.title, old.summary, old.content);
+        END""")
+    db.execute("""
+        CREATE TRIGGER articles_fts_update AFTER UPDATE OF title, summary, content
+        ON articles BEGIN
+            INSERT INTO articles_fts (articles_fts, rowid, title, summary, content)
+            VALUES ('delete', old.id, old.title, old.summary, old.content);
+            INSERT INTO articles_fts (rowid, title, summary, content)
+            VALUES (new.id, new.title, new.summary, new.content);
+        END""")
+    # What retention removed: a feed that still lists a pruned item must not make it new.
+    db.execute("""
+        CREATE TABLE pruned_uids (
+            feed TEXT NOT NULL,
+            uid TEXT NOT NULL,
+            pruned_at TEXT NOT NULL,
+            PRIMARY KEY (feed, uid)
+        ) WITHOUT ROWID""")
+    db.execute("CREATE INDEX hits_rule ON hits (rule, created_at)")
+    db.execute("CREATE INDEX articles_feed_seen ON articles (feed, seen_at)")
+
+
+def _filters(*pairs: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """A WHERE clause of the conditions whose value is not None, and their arguments."""
+    used = [(clause, value) for clause, value in pairs if value is not None]
+    if not used:
+        return "", []
+    return "WHERE " + " AND ".join(c for c, _ in used), [v for _, v in used]
+
+
+def one_value(db: sqlite_utils.Database, sql: str, *args: Any) -> int:
+    return int(db.execute(sql, list(args)).fetchone()[0] or 0)
+
+
 class Store:
     """The database of one daemon. Not thread-safe: use it from one thread."""
 
@@ -518,8 +575,10 @@ class Store:
             known.update(
                 row[0]
                 for row in self.db.execute(
-                    f"SELECT uid FROM articles WHERE feed = ? AND uid IN ({marks})",
-                    [feed, *chunk],
+                    f"""SELECT uid FROM articles WHERE feed = ? AND uid IN ({marks})
+                        UNION ALL
+                        SELECT uid FROM pruned_uids WHERE feed = ? AND uid IN ({marks})""",
+                    [feed, *chunk, feed, *chunk],
                 )
             )
         out = []
@@ -1023,9 +1082,23 @@ class Store:
         row = self.db.execute("SELECT seen_at FROM articles WHERE id = ?", [article_id]).fetchone()
         return str(row[0]) if row else ""
 
-    def hits(self, *, limit: int = 20, rule: str | None = None) -> list[dict[str, Any]]:
-        """Most recent hits first, with their article, feed and delivery states."""
-        where, args = ("WHERE h.rule = ?", [rule]) if rule else ("", [])
+    def hits(
+        self,
+        *,
+        limit: int | None = 20,
+        rule: str | None = None,
+        feed: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Most recent hits first (of ``rule``, of ``feed``, created in [since, until)),
+        with their article, feed, story and delivery states; ``limit`` None: all."""
+        clauses, args = _filters(
+            ("h.rule = ?", rule),
+            ("a.feed = ?", feed),
+            ("h.created_at >= ?", stamp(since) if since else None),
+            ("h.created_at < ?", stamp(until) if until else None),
+        )
         rows = self.db.query(
             f"""SELECT h.id, h.rule, h.rule_version, h.severity, h.terms, h.snippet,
                        h.created_at, h.held, h.muted, a.feed, a.title, a.link, a.published,
@@ -1034,14 +1107,155 @@ class Store:
                        (SELECT group_concat(d.channel || ':' || d.status, ' ')
                           FROM deliveries d WHERE d.hit_id = h.id) AS deliveries
                 FROM hits h JOIN articles a ON a.id = h.article_id
-                {where} ORDER BY h.created_at DESC, h.id DESC LIMIT ?""",
-            [*args, limit],
+                {clauses} ORDER BY h.created_at DESC, h.id DESC LIMIT ?""",
+            [*args, -1 if limit is None else limit],
         )
         out = []
         for row in rows:
             row["terms"] = json.loads(row["terms"])
             out.append(row)
         return out
+
+    def search(
+        self,
+        query: str,
+        *,
+        limit: int = 20,
+        feed: str | None = None,
+        since: datetime | None = None,
+        mark: tuple[str, str] = ("[", "]"),
+    ) -> list[dict[str, Any]]:
+        """Stored articles matching the full-text ``query`` (FTS5: words, "phrases",
+        AND / OR / NOT, prefix*, title: scopes), best first (BM25, the title weighing
+        most), with the matched words wrapped in ``mark`` in the title and a snippet."""
+        clauses, args = _filters(
+            ("a.feed = ?", feed), ("a.seen_at >= ?", stamp(since) if since else None)
+        )
+        try:
+            return list(
+                self.db.query(
+                    f"""SELECT a.id, a.feed, a.link, a.published, a.seen_at, a.story_id,
+                               highlight(articles_fts, 0, ?, ?) AS title,
+                               snippet(articles_fts, -1, ?, ?, '…', 24) AS snippet,
+                               bm25(articles_fts, 5.0, 2.0, 1.0) AS rank,
+                               (SELECT group_concat(h.rule, ' ') FROM hits h
+                                  WHERE h.article_id = a.id) AS rules
+                        FROM articles_fts JOIN articles a ON a.id = articles_fts.rowid
+                        WHERE articles_fts MATCH ? {clauses.replace("WHERE", "AND", 1)}
+                        ORDER BY rank LIMIT ?""",
+                    [*mark, *mark, query, *args, limit],
+                )
+            )
+        except sqlite3.OperationalError as exc:
+            raise StorageError(
+                f'cannot search for {query!r}: {exc}; write words, "exact phrases", '
+                "AND, OR, NOT, prefix* or title:word"
+            ) from exc
+
+    def stats(self, now: datetime) -> dict[str, Any]:
+        """What the database holds, for `news-monitor stats`."""
+
+        def one(sql: str, *args: Any) -> int:
+            return int(self.db.execute(sql, args).fetchone()[0] or 0)
+
+        day = stamp(now - timedelta(days=1))
+        deliveries = self.delivery_counts()
+        rules = [
+            {"rule": rule, "hits": hits, "last_day": recent}
+            for rule, hits, recent in self.db.execute(
+                """SELECT rule, count(*), sum(created_at >= ?) FROM hits
+                   GROUP BY rule ORDER BY count(*) DESC""",
+                [day],
+            )
+        ]
+        size = self.path.stat().st_size if self.path.exists() else 0
+        wal = self.path.with_name(self.path.name + "-wal")
+        return {
+            "database": str(self.path),
+            "size_bytes": size + (wal.stat().st_size if wal.exists() else 0),
+            "articles": one("SELECT count(*) FROM articles"),
+            "articles_last_day": one("SELECT count(*) FROM articles WHERE seen_at >= ?", day),
+            "oldest_article": self.db.execute("SELECT min(seen_at) FROM articles").fetchone()[0],
+            "stories": one("SELECT count(*) FROM stories"),
+            "hits": one("SELECT count(*) FROM hits"),
+            "hits_last_day": one("SELECT count(*) FROM hits WHERE created_at >= ?", day),
+            "muted_hits": one("SELECT count(*) FROM hits WHERE muted IS NOT NULL"),
+            "rules": rules,
+            "deliveries": deliveries,
+            "feeds_polled": one("SELECT count(*) FROM feeds"),
+            "feeds_failing": one("SELECT count(*) FROM feeds WHERE consecutive_errors > 0"),
+            "feeds_stopped": one("SELECT count(*) FROM feeds WHERE disabled IS NOT NULL"),
+            "silences_active": one(
+                "SELECT count(*) FROM silences WHERE lifted_at IS NULL AND until > ?", stamp(now)
+            ),
+        }
+
+    def prune(
+        self, now: datetime, *, articles: float, hits: float, dry_run: bool = False
+    ) -> dict[str, int]:
+        """Retention: delete articles without hits seen more than ``articles`` seconds
+        ago, and hits (with their articles, deliveries and story steps) created more than
+        ``hits`` seconds ago; notices and digests as old as the hits, expired silences,
+        stories left empty. A pruned article's id within its feed is kept, so a feed
+        that still lists it does not bring it back as new. Returns what was (or, with
+        ``dry_run``, would be) deleted."""
+        article_cutoff = stamp(now - timedelta(seconds=articles))
+        hit_cutoff = stamp(now - timedelta(seconds=hits))
+        counts: dict[str, int] = {}
+        old_hits = "SELECT id FROM hits WHERE created_at < ?"
+        # Articles without hits seen before the first cutoff, and articles whose hits
+        # are all older than the second.
+        doomed = """SELECT id FROM articles a WHERE
+            (a.seen_at < ? AND NOT EXISTS (SELECT 1 FROM hits h WHERE h.article_id = a.id))
+            OR (EXISTS (SELECT 1 FROM hits h WHERE h.article_id = a.id)
+                AND NOT EXISTS (SELECT 1 FROM hits h WHERE h.article_id = a.id
+                                AND h.created_at >= ?))"""
+        try:
+            with self.db.atomic():
+                counts["hits"] = one_value(
+                    self.db, f"SELECT count(*) FROM ({old_hits})", hit_cutoff
+                )
+                counts["articles"] = one_value(
+                    self.db, f"SELECT count(*) FROM ({doomed})", article_cutoff, hit_cutoff
+                )
+                counts["notices"] = one_value(
+                    self.db, "SELECT count(*) FROM notices WHERE created_at < ?", hit_cutoff
+                )
+                if dry_run:
+                    return counts
+                self.db.execute("CREATE TEMP TABLE doomed (id INTEGER PRIMARY KEY)")
+                self.db.execute(f"INSERT INTO doomed {doomed}", [article_cutoff, hit_cutoff])
+                self.db.execute(
+                    """INSERT OR IGNORE INTO pruned_uids (feed, uid, pruned_at)
+                       SELECT feed, uid, ? FROM articles WHERE id IN (SELECT id FROM doomed)""",
+                    [stamp(now)],
+                )
+                self.db.execute(f"DELETE FROM hits WHERE id IN ({old_hits})", [hit_cutoff])
+                self.db.execute("DELETE FROM hits WHERE article_id IN (SELECT id FROM doomed)")
+                self.db.execute(
+                    "DELETE FROM story_sketches WHERE article_id IN (SELECT id FROM doomed)"
+                )
+                self.db.execute("DELETE FROM articles WHERE id IN (SELECT id FROM doomed)")
+                self.db.execute("DROP TABLE doomed")
+                self.db.execute("DELETE FROM notices WHERE created_at < ?", [hit_cutoff])
+                self.db.execute(
+                    """DELETE FROM digests WHERE created_at < ? AND id NOT IN
+                       (SELECT in_digest FROM deliveries WHERE in_digest IS NOT NULL)""",
+                    [hit_cutoff],
+                )
+                counts["stories"] = self.db.execute(
+                    """DELETE FROM stories WHERE NOT EXISTS
+                       (SELECT 1 FROM articles WHERE story_id = stories.id)"""
+                ).rowcount
+                counts["silences"] = self.db.execute(
+                    "DELETE FROM silences WHERE until < ?", [hit_cutoff]
+                ).rowcount
+                self.db.execute("DELETE FROM realerts WHERE last_at < ?", [hit_cutoff])
+                # Ids of items pruned long ago: a feed lists an item for weeks, not years.
+                self.db.execute("DELETE FROM pruned_uids WHERE pruned_at < ?", [hit_cutoff])
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot prune: {exc}") from exc
+        return counts
 
     def stories(
         self, *, limit: int = 20, min_sources: int = 1, story_id: int | None = None
@@ -1077,6 +1291,25 @@ class Store:
                     )
                 )
         return rows
+
+    def delivery_counts(self) -> dict[str, int]:
+        """Deliveries by status (pending, deferred, sent, dead, muted, batched)."""
+        return {
+            status: int(count)
+            for status, count in self.db.execute(
+                "SELECT status, count(*) FROM deliveries GROUP BY status"
+            )
+        }
+
+    def broken_feeds(self, failures: int) -> set[str]:
+        """Feeds that failed at least ``failures`` times in a row, or stopped (410)."""
+        return {
+            row[0]
+            for row in self.db.execute(
+                "SELECT name FROM feeds WHERE consecutive_errors >= ? OR disabled IS NOT NULL",
+                [failures],
+            )
+        }
 
     def counts(self) -> dict[str, int]:
         """Row counts for a quick health view."""
@@ -1431,3 +1664,10 @@ class Store:
                 "UPDATE deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending'",
                 [stamp(until), delivery_id],
             )
+
+    def vacuum(self) -> None:
+        """Give the space of deleted rows back to the file system."""
+        try:
+            self.db.execute("VACUUM")
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot vacuum: {exc}") from exc

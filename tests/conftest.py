@@ -15,7 +15,11 @@ import asyncio
 import email
 import email.policy
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -26,7 +30,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 from xml.sax.saxutils import escape
 
 import pytest
@@ -406,3 +410,81 @@ def make_project(tmp_path: Path) -> Callable[..., Project]:
         return write_project(tmp_path / "project", **kwargs)
 
     return make
+
+
+# --- the real daemon process -------------------------------------------------------------
+
+STOP_DEADLINE = 15.0
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "monitor", *args]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a daemon or CLI process of a test: no settings file from the
+    caller's environment, no systemd variables unless given, unbuffered output."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("NEWS_MONITOR_CONFIG", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+@dataclass
+class DaemonProcess:
+    proc: subprocess.Popen[bytes]
+    stdout_path: Path
+    stderr_path: Path
+    files: tuple[IO[bytes], IO[bytes]]
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(encoding="utf-8", errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def terminate(self, timeout: float = STOP_DEADLINE) -> int:
+        """SIGTERM, then the exit status; fails the test if it does not stop in time."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"daemon did not exit within {timeout}s of SIGTERM:\n{self.stderr()}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()  # only this test's own child, by its Popen handle
+            self.proc.wait(timeout=STOP_DEADLINE)
+        for f in self.files:
+            f.close()
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    """``start_daemon(project, **env)``: the real `python -m monitor run` on the project,
+    its output in files; killed at the end of the test if still running."""
+    started: list[DaemonProcess] = []
+
+    def start(project: Project, **env: str) -> DaemonProcess:
+        n = len(started) + 1
+        out_path, err_path = tmp_path / f"daemon{n}.out", tmp_path / f"daemon{n}.err"
+        out, err = out_path.open("wb"), err_path.open("wb")
+        proc = subprocess.Popen(
+            command("run", "--config", str(project.config)),
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            cwd=project.root,
+            env=child_env(**env),
+        )
+        daemon = DaemonProcess(proc, out_path, err_path, (out, err))
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.close()

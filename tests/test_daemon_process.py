@@ -4,19 +4,26 @@ webhook receiver on 127.0.0.1; then the CLI commands that read its database."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
-from conftest import Item, Project, Webhook, wait_for, write_rss
+from conftest import (
+    DaemonProcess,
+    Item,
+    Project,
+    Webhook,
+    child_env,
+    command,
+    wait_for,
+    write_rss,
+)
 
 from monitor.devserver import FeedServer
 
@@ -53,72 +60,6 @@ TITLES = {
     "[troop-movements] Troops mass near the border",
     "[sanctions] EU agrees new sanctions on Russian oil",
 }
-STOP_DEADLINE = 15.0
-
-
-def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "monitor", *args]
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("NEWS_MONITOR_CONFIG", None)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-@dataclass
-class DaemonProcess:
-    proc: subprocess.Popen[bytes]
-    stdout_path: Path
-    stderr_path: Path
-    files: tuple[IO[bytes], IO[bytes]]
-
-    def stdout(self) -> str:
-        return self.stdout_path.read_text(encoding="utf-8", errors="replace")
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
-
-    def terminate(self, timeout: float = STOP_DEADLINE) -> int:
-        """SIGTERM, then the exit status; fails the test if it does not stop in time."""
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"daemon did not exit within {timeout}s of SIGTERM:\n{self.stderr()}")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()  # only this test's own child, by its Popen handle
-            self.proc.wait(timeout=STOP_DEADLINE)
-        for f in self.files:
-            f.close()
-
-
-@pytest.fixture
-def start_daemon(tmp_path: Path) -> Iterator[Callable[[Project], DaemonProcess]]:
-    started: list[DaemonProcess] = []
-
-    def start(project: Project) -> DaemonProcess:
-        n = len(started) + 1
-        out_path, err_path = tmp_path / f"daemon{n}.out", tmp_path / f"daemon{n}.err"
-        out, err = out_path.open("wb"), err_path.open("wb")
-        proc = subprocess.Popen(
-            command("run", "--config", str(project.config)),
-            stdout=out,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            cwd=project.root,
-            env=child_env(),
-        )
-        daemon = DaemonProcess(proc, out_path, err_path, (out, err))
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        daemon.close()
 
 
 def query(database: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -347,7 +288,7 @@ def test_rules_hot_reload_keeps_the_last_good_rules_and_picks_up_fixes(
     # ...and the operator channel is told, once, with the location.
     wait_for(lambda: titles("/ops"), message="operator told about the rejected edit")
     [notice] = [r.body for r in webhook.received if r.path == "/ops"]
-    assert "rule edit rejected" in notice["title"]
+    assert "rules edit rejected" in notice["title"]
     assert "main.yaml:3:5" in json.loads(notice["message"])["notice"]
     write_rss(feed_dir / "wire.xml", ITEMS[:2])
     wait_for(
@@ -372,3 +313,48 @@ def test_rules_hot_reload_keeps_the_last_good_rules_and_picks_up_fixes(
     assert len(titles("/ops")) == 1
     versions = query(project.database, "SELECT rule, active FROM rule_versions ORDER BY rule")
     assert ("bakeries", 1) in versions
+
+
+def test_settings_reload_adds_and_removes_feeds_and_refuses_a_broken_edit(
+    make_project: Callable[..., Project],
+    feed_dir: Path,
+    feed_server: FeedServer,
+    webhook: Webhook,
+    start_daemon: Callable[[Project], DaemonProcess],
+) -> None:
+    write_rss(feed_dir / "wire.xml", ITEMS[:1])
+    write_rss(feed_dir / "second.xml", ITEMS[1:2])
+    wire = {"name": "wire", "url": feed_server.url("wire.xml"), "interval": "1s"}
+    second = {"name": "second", "url": feed_server.url("second.xml"), "interval": "1s"}
+    settings: dict[str, Any] = {
+        "channels": {"chat": webhook.url("hook")},
+        "default_channels": ["chat"],
+        "rules": RULES,
+        "fetch": {"timeout": "5s", "jitter": "0s", "allow_private": ["127.0.0.0/8"]},
+        "delivery": {"interval": "200ms"},
+        "extra": {"reload_interval": "200ms"},
+    }
+    project = make_project(feeds=[wire], **settings)
+    daemon = start_daemon(project)
+
+    def titles() -> list[str]:
+        return [b["title"] for b in webhook.bodies]
+
+    wait_for(lambda: "[troop-movements] Troops mass near the border" in titles())
+    # A feed added to the file is polled without a restart (the file is watched).
+    make_project(feeds=[wire, second], **settings)
+    wait_for(lambda: "added=second" in daemon.stderr(), message="settings reloaded")
+    wait_for(lambda: "[sanctions] EU agrees new sanctions on Russian oil" in titles())
+
+    # A broken edit is refused with its location; the running settings stay.
+    text = project.config.read_text()
+    project.config.write_text(text.replace("interval: 1s", "interval: often", 1))
+    wait_for(lambda: "settings_rejected" in daemon.stderr(), message="bad settings refused")
+    assert "config.yaml:" in daemon.stderr() and "interval" in daemon.stderr()
+
+    # Removing a feed stops its polls; SIGHUP reloads at once.
+    make_project(feeds=[wire], **settings)
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "removed=second" in daemon.stderr(), message="feed removed")
+    assert daemon.terminate() == 0, daemon.stderr()
+    assert sorted(titles()) == sorted(set(titles()))

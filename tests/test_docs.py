@@ -66,6 +66,8 @@ def test_every_settings_key_is_documented() -> None:
         *config.PARSE_KEYS,
         *config.STORIES_KEYS,
         *config.TEMPLATE_KEYS,
+        *config.RETENTION_KEYS,
+        *config.METRICS_KEYS,
     ]
     for key in keys:
         assert re.search(rf"\b{key}:", readme), f"settings key `{key}` is not in the README"

@@ -1,0 +1,61 @@
+"""What every `news-monitor` command shares: the --config option, loading the settings
+with errors printed, the feed health words. Its own module so that monitor.cli and
+monitor.cli_feeds both import it, whichever is imported first."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from monitor.config import Settings, load_settings
+from monitor.errors import ConfigErrors
+
+CONFIG_HELP = "Settings file (YAML). Also $NEWS_MONITOR_CONFIG."
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default="news-monitor.yaml",
+    show_default=True,
+    envvar="NEWS_MONITOR_CONFIG",
+    help=CONFIG_HELP,
+)
+
+
+def settings_for(path: Path, *, secrets: bool = False) -> Settings:
+    """The settings; with ``secrets`` (run, check, demo) every ${NAME} and
+    ${credential:NAME} must resolve, else commands that only read or edit the database
+    work without the daemon's secrets."""
+    if not path.exists():
+        raise click.ClickException(
+            f"{path}: settings file not found; pass --config or copy config.example.yaml"
+        )
+    try:
+        return load_settings(path, os.environ, secrets=secrets)
+    except ConfigErrors as exc:
+        print_errors(exc)
+        sys.exit(1)
+
+
+def print_errors(exc: ConfigErrors) -> None:
+    for error in exc.errors:
+        click.echo(f"error: {error}", err=True)
+    click.echo(f"{len(exc.errors)} error(s).", err=True)
+
+
+def health_of(feed_enabled: bool, state: dict[str, Any] | None) -> str:
+    if not feed_enabled:
+        return "disabled in config"
+    if state is None:
+        return "never polled"
+    if state.get("disabled"):
+        return "stopped (gone)"
+    errors = int(state.get("consecutive_errors") or 0)
+    if errors:
+        return f"failing ({errors} in a row)"
+    return "ok"
