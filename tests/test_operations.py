@@ -150,3 +150,79 @@ def test_search_stats_prune_and_hit_exports_on_the_command_line(
     assert "would delete: hits 0, articles 1" in cli(project, "prune", "--dry-run").output
     assert json.loads(cli(project, "prune", "--json").output)["articles"] == 1
     assert json.loads(cli(project, "stats", "--json").output)["articles"] == 3
+
+
+def test_migrations_run_in_order_and_a_newer_database_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "news.db"
+    Store(path).close()
+    with sqlite3.connect(path) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
+        assert names == sorted(names) and names[0] == "0001_initial"
+        assert names[-1] == "0008_search_and_retention"
+        conn.execute(
+            "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+            "VALUES ('news-monitor', '0099_from_the_future', '2030-01-01')"
+        )
+    with pytest.raises(StorageError, match=r"written by a newer news-monitor.*0099_from_the"):
+        Store(path)
+
+
+def test_daemon_serves_metrics_and_health(
+    tmp_path: Path, feed_server: Any, feed_dir: Path, webhook: Any, start_daemon: Any
+) -> None:
+    import re
+    import urllib.request
+
+    from conftest import Item, wait_for, write_rss
+    from prometheus_client.parser import text_string_to_metric_families
+
+    write_rss(
+        feed_dir / "wire.xml",
+        [Item("EU agrees new sanctions", "A package of sanctions.", "https://e.org/1", "g-1")],
+    )
+    project = write_project(
+        tmp_path / "p",
+        feeds=[{"name": "wire", "url": feed_server.url("wire.xml"), "interval": "1s"}],
+        channels={"chat": webhook.url("hook")},
+        default_channels=["chat"],
+        rules="rules:\n  - name: sanctions\n    any: [sanctions]\n",
+        fetch={"timeout": "5s", "jitter": "0s", "allow_private": ["127.0.0.0/8"]},
+        delivery={"interval": "200ms"},
+        extra={"metrics": {"listen": "127.0.0.1:0"}},
+    )
+    daemon = start_daemon(project)
+    wait_for(lambda: len(webhook.bodies) == 1, message="the alert")
+    found = wait_for(
+        lambda: re.search(r"metrics_listening address=(\S+)metrics", daemon.stderr()),
+        message="the metrics address in the log",
+    )
+    base = found.group(1)
+
+    def scrape() -> dict[str, float]:
+        with urllib.request.urlopen(base + "metrics", timeout=5) as response:
+            text = response.read().decode()
+        return {
+            f"{s.name}{sorted(s.labels.items())}": s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    samples = wait_for(
+        lambda: (
+            (m := scrape()).get(
+                "news_monitor_deliveries_total[('channel', 'chat'), ('outcome', 'sent')]"
+            )
+            and m
+        ),
+        message="the sent delivery counted",
+    )
+    assert samples["news_monitor_polls_total[('outcome', 'ok')]"] >= 1
+    assert samples["news_monitor_hits_total[('rule', 'sanctions')]"] == 1
+    assert samples["news_monitor_items_new_total[]"] == 1
+    assert samples["news_monitor_alert_latency_seconds_count[]"] == 1
+    assert samples["news_monitor_feeds[]"] == 1
+    with urllib.request.urlopen(base + "health", timeout=5) as response:
+        assert response.status == 200
+    assert daemon.terminate() == 0, daemon.stderr()
