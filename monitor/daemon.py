@@ -50,6 +50,8 @@ from monitor.text import word_frequencies
 
 log = logging.getLogger(__name__)
 STOP_GRACE = 10.0
+#: The first retention run comes this long after the start.
+RETENTION_DELAY = timedelta(minutes=5)
 #: Settings that a reload cannot change in a running daemon (they need a restart).
 RESTART_ONLY = (
     "database",
@@ -402,7 +404,14 @@ class Daemon:
             tuple[Callable[..., Awaitable[None]], IntervalTrigger, list[Any], str], ...
         ] = (
             (self._prune_stories, IntervalTrigger(hours=1), [store], "stories:prune"),
-            (self._retention, IntervalTrigger(days=1), [store], "retention"),
+            # Daily, the first a few minutes after start: not before READY (a first prune
+            # of a large database must not hold up the start or the watchdog).
+            (
+                self._retention,
+                IntervalTrigger(days=1, start_date=datetime.now(UTC) + RETENTION_DELAY),
+                [store],
+                "retention",
+            ),
             (self._check_files, IntervalTrigger(seconds=settings.reload_interval), [], "reload"),
             (self._heartbeat, IntervalTrigger(seconds=self._beat_every()), [], "heartbeat"),
             (self._gauges, IntervalTrigger(minutes=1), [store], "metrics:gauges"),
@@ -425,7 +434,6 @@ class Daemon:
             settings.database,
         )
         await self._prune_stories(store)  # and word rarity for clustering, before any poll
-        await self._retention(store)
         scheduler.start()
         self._start_delivery_loops()
         await self._heartbeat()
