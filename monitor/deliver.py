@@ -164,14 +164,13 @@ def _count_sent(
 ) -> None:
     """A sent delivery, and for each alert in it the time from its article first seen
     (not for scheduled or quiet-hours digests: they wait on purpose)."""
-    metrics.delivery(channel, "sent")
-    if isinstance(delivery, Digest) and delivery.reason != "storm":
-        return
-    items = delivery.items if isinstance(delivery, Digest) else (delivery,)
-    for item in items:
-        seen = unstamp(item.seen_at) if not item.notice else None
-        if seen is not None:
-            metrics.alert_latency(max(0.0, (at - seen).total_seconds()))
+    if not isinstance(delivery, Digest) or delivery.reason == "storm":
+        items = delivery.items if isinstance(delivery, Digest) else (delivery,)
+        for item in items:
+            seen = unstamp(item.seen_at) if not item.notice else None
+            if seen is not None:
+                metrics.alert_latency(max(0.0, (at - seen).total_seconds()))
+    metrics.delivery(channel, "sent")  # last: a scrape that sees it sees the latency too
 
 
 #: Due deliveries read from the outbox at a time.
