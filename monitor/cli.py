@@ -901,11 +901,17 @@ def prune(config_path: Path, dry_run: bool, vacuum: bool, as_json: bool) -> None
       news-monitor prune --dry-run
       news-monitor prune --vacuum
     """
+    from datetime import timedelta
+
     settings = settings_for(config_path)
     store = _open_store(settings)
     try:
         counts = store.prune(
-            _now(), articles=settings.keep_articles, hits=settings.keep_hits, dry_run=dry_run
+            _now(),
+            articles=settings.keep_articles,
+            hits=settings.keep_hits,
+            quiet=timedelta(seconds=settings.story_quiet),
+            dry_run=dry_run,
         )
         if vacuum and not dry_run:
             store.vacuum()

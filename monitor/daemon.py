@@ -21,6 +21,7 @@ import logging
 import os
 import random
 import signal
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -322,10 +323,18 @@ class Daemon:
         return f"STATUS=polling {enabled} feeds with {len(self.matcher)} rules"
 
     async def _retention(self, store: Store) -> None:
-        counts = store.prune(
-            self.now(), articles=self.settings.keep_articles, hits=self.settings.keep_hits
-        )
-        log.info("pruned %s", " ".join(f"{k}={v}" for k, v in counts.items()))
+        """Retention in short transactions, the event loop free between them (polls,
+        deliveries and the watchdog go on while a large database is pruned)."""
+        counts: Counter[str] = Counter()
+        for step in store.prune_steps(
+            self.now(),
+            articles=self.settings.keep_articles,
+            hits=self.settings.keep_hits,
+            quiet=timedelta(seconds=self.settings.story_quiet),
+        ):
+            counts.update(step)
+            await asyncio.sleep(0)
+        log.info("pruned %s", " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
 
     async def _heartbeat(self) -> None:
         """Runs on the scheduler's event loop: proof for /health and the systemd

@@ -15,12 +15,13 @@ import sys
 import threading
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 import apprise
 from apprise.decorators import notify
 
-from monitor.errors import NotifyError
+from monitor.errors import NotifyError, StorageBusy
 from monitor.models import AlertPolicy, ChannelConfig, Digest, PendingDelivery
 from monitor.policy import hold_back
 from monitor.render import Format, Limits, Message, format_for_url, render, render_digest
@@ -28,6 +29,7 @@ from monitor.schedule import quiet_until
 from monitor.text import unstamp
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _print_lock = threading.Lock()
 
 
@@ -173,6 +175,19 @@ def _count_sent(
     metrics.delivery(channel, "sent")  # last: a scrape that sees it sees the latency too
 
 
+async def _recorded(action: Callable[[], T]) -> T:
+    """Record the outcome of a send, trying again while another process holds the
+    database (a long `prune`, a backup): a sent alert left pending would go out twice."""
+    delay = 0.1
+    while True:
+        try:
+            return action()
+        except StorageBusy:
+            log.warning("delivery_record_waiting (database locked; trying again)")
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)
+
+
 #: Due deliveries read from the outbox at a time.
 DUE_PAGE = 100
 
@@ -251,7 +266,7 @@ async def deliver_due(
                     error = "apprise reported failure"
             what = delivery.rule if isinstance(delivery, PendingDelivery) else "digest"
             if error is None:
-                outbox.mark_sent(delivery.id, now())
+                await _recorded(partial(outbox.mark_sent, delivery.id, now()))
                 sent += 1
                 if metrics is not None:
                     _count_sent(metrics, delivery, name, now())
@@ -259,8 +274,11 @@ async def deliver_due(
                 continue
             attempts = delivery.attempts + 1
             delay = retry_delay(attempts, retry_min, retry_max)
-            dead = outbox.mark_failed(
-                delivery.id, error, now() + timedelta(seconds=delay), now=now(), max_age=max_age
+            retry_at = now() + timedelta(seconds=delay)
+            dead = await _recorded(
+                partial(
+                    outbox.mark_failed, delivery.id, error, retry_at, now=now(), max_age=max_age
+                )
             )
             failed += 1
             if metrics is not None:

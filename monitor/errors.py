@@ -106,5 +106,10 @@ class StorageError(MonitorError):
     """The database could not be opened or written."""
 
 
+class StorageBusy(StorageError):
+    """Another process holds the database's write lock for longer than the busy timeout
+    (a long `news-monitor prune`, a backup): worth trying again."""
+
+
 class NotifyError(MonitorError):
     """A notification channel is misconfigured or failed."""

@@ -154,9 +154,10 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
             for hit in hits:
                 ctx.metrics.hit(hit.rule)
     if matched:
-        # A feed polled successfully for the first time (at this URL) has a backlog: with
-        # baseline, it is stored and matched, and alerts start with the next poll.
-        first = state["last_success"] is None or not same_url
+        # A feed polled successfully for the first time has a backlog: with baseline, it
+        # is stored and matched, and alerts start with the next poll. (A feed whose URL
+        # was changed is not new: its items are told apart by their ids as before.)
+        first = state["last_success"] is None
         baseline = first and (feed.baseline if feed.baseline is not None else ctx.baseline)
         if baseline and hit_count:
             log.info(

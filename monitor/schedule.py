@@ -127,8 +127,9 @@ def cron_error(expression: str, timezone: str = "UTC") -> str | None:
 
 
 def next_fire(expression: str, timezone: str, now: datetime) -> datetime:
-    """The first time after ``now`` that the cron ``expression`` names (UTC)."""
+    """The first time from ``now`` on that the cron ``expression`` names (UTC; ``now``
+    itself if it is one: a batch deferred then goes out at once, not a period later)."""
     trigger = CronTrigger.from_crontab(expression, timezone=zone(timezone) or UTC)
-    fire: datetime | None = trigger.get_next_fire_time(None, now + timedelta(seconds=1))
+    fire: datetime | None = trigger.get_next_fire_time(None, now)
     assert fire is not None  # a five-field cron expression always fires again
     return fire.astimezone(UTC).replace(microsecond=0)

@@ -8,6 +8,7 @@ Timestamps are stored as ISO 8601 UTC text (``2026-11-24T07:21:13Z``), which sor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections import Counter
@@ -19,7 +20,7 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from monitor.errors import StorageError
+from monitor.errors import StorageBusy, StorageError
 from monitor.models import AlertPolicy, Article, Digest, Hit, PendingDelivery, Rule
 from monitor.policy import realert, story_steps
 from monitor.stories import (
@@ -57,6 +58,8 @@ _REALERT_VALUES = {
     "source": "a.source",
     "link": "a.link",
 }
+#: Rows deleted per retention transaction.
+PRUNE_BATCH = 500
 #: Why the hits of a feed's first poll were not alerted (baseline).
 BASELINE_MUTED = "baseline: the feed's first poll"
 #: Alerts listed in one digest message (the rest are counted).
@@ -305,7 +308,7 @@ def _alert_hygiene(db: sqlite_utils.Database) -> None:
         "deliveries",
         """
         CREATE TABLE deliveries_new (
-            id INTEGER PRIMARY KEY,
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             hit_id INTEGER REFERENCES hits (id) ON DELETE CASCADE,
             notice_id INTEGER REFERENCES notices (id) ON DELETE CASCADE,
             digest_id INTEGER REFERENCES digests (id) ON DELETE CASCADE,
@@ -332,9 +335,9 @@ def _alert_hygiene(db: sqlite_utils.Database) -> None:
         select=(
             "id, hit_id, notice_id, channel, step, status, attempts, next_attempt_at, "
             "last_error, created_at, sent_at, "
-            "CASE WHEN hit_id IS NOT NULL THEN 'hit-' || hit_id || '-' || channel || "
-            "CASE WHEN step THEN '-' || step ELSE '' END "
-            "ELSE 'notice-' || notice_id || '-' || channel END, created_at"
+            "CASE WHEN hit_id IS NULL THEN 'notice-' || notice_id || '-' || channel "
+            "WHEN step THEN 'followup-' || hit_id || '-' || step || '-' || channel "
+            "ELSE 'hit-' || hit_id || '-' || channel END, created_at"
         ),
     )
     db.execute("CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)")
@@ -404,7 +407,27 @@ def _search_and_retention(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (feed, uid)
         ) WITHOUT ROWID""")
     db.execute("CREATE INDEX hits_rule ON hits (rule, created_at)")
+    # Deleting a hit or a digest looks up what refers to it (retention).
+    db.execute("CREATE INDEX story_alerts_hit ON story_alerts (hit_id)")
+    db.execute("CREATE INDEX deliveries_in_digest ON deliveries (in_digest)")
     db.execute("CREATE INDEX articles_feed_seen ON articles (feed, seen_at)")
+
+
+@contextlib.contextmanager
+def _busy(path: Path) -> Iterator[None]:
+    """sqlite3's "database is locked" as StorageBusy, so callers can try again."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise StorageBusy(f"{path}: database is locked by another process") from exc
+        raise
+
+
+def delivery_key(hit_id: int, channel: str, step: int = 0) -> str:
+    """The idempotency key of a hit's alert (``step`` 0) or follow-up on ``channel``:
+    the numbers come before the channel name, so no two keys can be alike."""
+    return f"followup-{hit_id}-{step}-{channel}" if step else f"hit-{hit_id}-{channel}"
 
 
 def _filters(*pairs: tuple[str, Any]) -> tuple[str, list[Any]]:
@@ -845,13 +868,16 @@ class Store:
             due = [t for t in policy.follow_up if t <= sources and t not in done]
             newest = self._newest_hit(story_id, rule) if due else 0
             for hit_id, step in story_steps(policy, sources, pending, newest, done):
+                if step >= 0:  # a negative step is a threshold passed over: not alerted
+                    made = self._add_deliveries(hit_id, step, now, policy)
+                    if made is None:
+                        continue  # muted (realert window): the story is not alerted yet
+                    created += made
                 self.db.execute(
                     """INSERT INTO story_alerts (story_id, rule, step, hit_id, created_at)
                        VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
                     [story_id, rule, abs(step), hit_id, seen],
                 )
-                if step >= 0:  # a negative step is a threshold passed over: not alerted
-                    created += self._add_deliveries(hit_id, step, now, policy)
             self._set_held(held.get(rule, []), False)  # decided: alerted or suppressed
         return created
 
@@ -870,19 +896,19 @@ class Store:
 
     def _add_deliveries(
         self, hit_id: int, step: int, now: datetime, policy: AlertPolicy
-    ) -> list[int]:
-        """One pending delivery of a hit's alert (``step``) per channel it routes to,
-        unless the hit is inside its rule's realert window (the reason is kept with the
+    ) -> list[int] | None:
+        """One pending delivery of a hit's alert (``step``) per channel it routes to;
+        None if the hit is inside its rule's realert window (the reason is kept with the
         hit)."""
         seen = stamp(now)
         muted = self._realert(hit_id, policy, now) if step == 0 and policy.realert else None
         if muted is not None:
             self.db.execute("UPDATE hits SET muted = ? WHERE id = ?", [muted, hit_id])
-            return []
+            return None
         (channels,) = self.db.execute("SELECT channels FROM hits WHERE id = ?", [hit_id]).fetchone()
         created = []
         for channel in json.loads(channels):
-            key = f"hit-{hit_id}-{channel}" + (f"-{step}" if step else "")
+            key = delivery_key(hit_id, channel, step)
             cursor = self.db.execute(
                 """INSERT INTO deliveries (hit_id, channel, step, key, next_attempt_at,
                        created_at, queued_at)
@@ -947,7 +973,9 @@ class Store:
                     )
                 }
             )
-            kept.append(self._make_digest(channel, "storm", ", ".join(feeds), ids, seen))
+            for start in range(0, len(ids), DIGEST_ITEMS):  # every alert listed in one
+                chunk = ids[start : start + DIGEST_ITEMS]
+                kept.append(self._make_digest(channel, "storm", ", ".join(feeds), chunk, seen))
         return kept
 
     def _make_digest(
@@ -1191,71 +1219,147 @@ class Store:
         }
 
     def prune(
-        self, now: datetime, *, articles: float, hits: float, dry_run: bool = False
+        self,
+        now: datetime,
+        *,
+        articles: float,
+        hits: float,
+        quiet: timedelta = DEFAULT_QUIET,
+        dry_run: bool = False,
     ) -> dict[str, int]:
-        """Retention: delete articles without hits seen more than ``articles`` seconds
-        ago, and hits (with their articles, deliveries and story steps) created more than
-        ``hits`` seconds ago; notices and digests as old as the hits, expired silences,
-        stories left empty. A pruned article's id within its feed is kept, so a feed
-        that still lists it does not bring it back as new. Returns what was (or, with
-        ``dry_run``, would be) deleted."""
-        article_cutoff = stamp(now - timedelta(seconds=articles))
-        hit_cutoff = stamp(now - timedelta(seconds=hits))
-        counts: dict[str, int] = {}
-        old_hits = "SELECT id FROM hits WHERE created_at < ?"
-        # Articles without hits seen before the first cutoff, and articles whose hits
-        # are all older than the second.
-        doomed = """SELECT id FROM articles a WHERE
-            (a.seen_at < ? AND NOT EXISTS (SELECT 1 FROM hits h WHERE h.article_id = a.id))
-            OR (EXISTS (SELECT 1 FROM hits h WHERE h.article_id = a.id)
-                AND NOT EXISTS (SELECT 1 FROM hits h WHERE h.article_id = a.id
-                                AND h.created_at >= ?))"""
+        """Retention, all at once (see :meth:`prune_steps`): what was deleted (or, with
+        ``dry_run``, would be)."""
+        if dry_run:
+            return self._prune_counts(now, articles, hits, quiet)
+        counts: Counter[str] = Counter()
+        for step in self.prune_steps(now, articles=articles, hits=hits, quiet=quiet):
+            counts.update(step)
+        return {key: counts[key] for key in ("hits", "articles", "notices", "stories")}
+
+    def prune_steps(
+        self,
+        now: datetime,
+        *,
+        articles: float,
+        hits: float,
+        quiet: timedelta = DEFAULT_QUIET,
+        batch: int = PRUNE_BATCH,
+    ) -> Iterator[dict[str, int]]:
+        """Retention in short transactions of at most ``batch`` rows (the daemon goes on
+        between them, and another process is never locked out for long), yielding what
+        each deleted.
+
+        Deleted: hits created more than ``hits`` seconds ago, with their deliveries and
+        story steps, and articles without hits seen more than ``articles`` seconds ago;
+        then notices and digests as old as the hits, expired silences, empty stories.
+        Kept whatever their age: hits with a delivery still waiting (pending, deferred)
+        or held for more sources, everything of a story still open (``quiet``), and the
+        newest hit and article (so ids are never given out twice). A pruned article's
+        id within its feed is remembered, so a feed that still lists it does not bring
+        it back as new."""
+        old_hits, old_articles = self._prune_queries()
+        args = self._prune_args(now, articles, hits, quiet)
         try:
+            while True:
+                with self.db.atomic():
+                    ids = [r[0] for r in self.db.execute(f"{old_hits} LIMIT ?", [*args[0], batch])]
+                    marks = ",".join("?" * len(ids))
+                    if ids:
+                        self.db.execute(f"DELETE FROM hits WHERE id IN ({marks})", ids)
+                if not ids:
+                    break
+                yield {"hits": len(ids)}
+            while True:
+                with self.db.atomic():
+                    ids = [
+                        r[0] for r in self.db.execute(f"{old_articles} LIMIT ?", [*args[1], batch])
+                    ]
+                    marks = ",".join("?" * len(ids))
+                    if ids:
+                        self.db.execute(
+                            f"""INSERT OR IGNORE INTO pruned_uids (feed, uid, pruned_at)
+                                SELECT feed, uid, ? FROM articles WHERE id IN ({marks})""",
+                            [stamp(now), *ids],
+                        )
+                        self.db.execute(
+                            f"DELETE FROM story_sketches WHERE article_id IN ({marks})", ids
+                        )
+                        self.db.execute(f"DELETE FROM articles WHERE id IN ({marks})", ids)
+                if not ids:
+                    break
+                yield {"articles": len(ids)}
+            hit_cutoff = args[0][0]
             with self.db.atomic():
-                counts["hits"] = one_value(
-                    self.db, f"SELECT count(*) FROM ({old_hits})", hit_cutoff
-                )
-                counts["articles"] = one_value(
-                    self.db, f"SELECT count(*) FROM ({doomed})", article_cutoff, hit_cutoff
-                )
-                counts["notices"] = one_value(
-                    self.db, "SELECT count(*) FROM notices WHERE created_at < ?", hit_cutoff
-                )
-                if dry_run:
-                    return counts
-                self.db.execute("CREATE TEMP TABLE doomed (id INTEGER PRIMARY KEY)")
-                self.db.execute(f"INSERT INTO doomed {doomed}", [article_cutoff, hit_cutoff])
+                notices = self.db.execute(
+                    """DELETE FROM notices WHERE created_at < ? AND NOT EXISTS
+                       (SELECT 1 FROM deliveries d WHERE d.notice_id = notices.id
+                        AND d.status IN ('pending', 'deferred'))""",
+                    [hit_cutoff],
+                ).rowcount
                 self.db.execute(
-                    """INSERT OR IGNORE INTO pruned_uids (feed, uid, pruned_at)
-                       SELECT feed, uid, ? FROM articles WHERE id IN (SELECT id FROM doomed)""",
-                    [stamp(now)],
-                )
-                self.db.execute(f"DELETE FROM hits WHERE id IN ({old_hits})", [hit_cutoff])
-                self.db.execute("DELETE FROM hits WHERE article_id IN (SELECT id FROM doomed)")
-                self.db.execute(
-                    "DELETE FROM story_sketches WHERE article_id IN (SELECT id FROM doomed)"
-                )
-                self.db.execute("DELETE FROM articles WHERE id IN (SELECT id FROM doomed)")
-                self.db.execute("DROP TABLE doomed")
-                self.db.execute("DELETE FROM notices WHERE created_at < ?", [hit_cutoff])
-                self.db.execute(
-                    """DELETE FROM digests WHERE created_at < ? AND id NOT IN
-                       (SELECT in_digest FROM deliveries WHERE in_digest IS NOT NULL)""",
+                    """DELETE FROM digests WHERE created_at < ? AND NOT EXISTS
+                       (SELECT 1 FROM deliveries d WHERE d.in_digest = digests.id)
+                       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.digest_id = digests.id
+                                       AND d.status = 'pending')""",
                     [hit_cutoff],
                 )
-                counts["stories"] = self.db.execute(
-                    """DELETE FROM stories WHERE NOT EXISTS
-                       (SELECT 1 FROM articles WHERE story_id = stories.id)"""
+                stories = self.db.execute(
+                    """DELETE FROM stories WHERE last_seen < ? AND NOT EXISTS
+                       (SELECT 1 FROM articles WHERE story_id = stories.id)""",
+                    [args[1][1]],
                 ).rowcount
-                counts["silences"] = self.db.execute(
-                    "DELETE FROM silences WHERE until < ?", [hit_cutoff]
-                ).rowcount
+                self.db.execute("DELETE FROM silences WHERE until < ?", [hit_cutoff])
                 self.db.execute("DELETE FROM realerts WHERE last_at < ?", [hit_cutoff])
                 # Ids of items pruned long ago: a feed lists an item for weeks, not years.
                 self.db.execute("DELETE FROM pruned_uids WHERE pruned_at < ?", [hit_cutoff])
+            yield {"notices": notices, "stories": stories}
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot prune: {exc}") from exc
-        return counts
+
+    @staticmethod
+    def _prune_queries() -> tuple[str, str]:
+        """The ids of the hits, then of the articles, that retention deletes."""
+        closed = """NOT EXISTS (SELECT 1 FROM stories st WHERE st.id = a.story_id
+                                AND st.last_seen >= ?)"""
+        old_hits = f"""SELECT h.id FROM hits h JOIN articles a ON a.id = h.article_id
+            WHERE h.created_at < ? AND h.held = 0 AND {closed}
+            AND h.id < (SELECT max(id) FROM hits)
+            AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.hit_id = h.id
+                            AND d.status IN ('pending', 'deferred'))"""
+        old_articles = f"""SELECT a.id FROM articles a
+            WHERE a.seen_at < ? AND {closed} AND a.id < (SELECT max(id) FROM articles)
+            AND NOT EXISTS (SELECT 1 FROM hits h WHERE h.article_id = a.id)"""
+        return old_hits, old_articles
+
+    @staticmethod
+    def _prune_args(
+        now: datetime, articles: float, hits: float, quiet: timedelta
+    ) -> tuple[list[str], list[str]]:
+        story_cutoff = stamp(now - quiet)
+        return (
+            [stamp(now - timedelta(seconds=hits)), story_cutoff],
+            [stamp(now - timedelta(seconds=articles)), story_cutoff],
+        )
+
+    def _prune_counts(
+        self, now: datetime, articles: float, hits: float, quiet: timedelta
+    ) -> dict[str, int]:
+        old_hits, old_articles = self._prune_queries()
+        hit_args, article_args = self._prune_args(now, articles, hits, quiet)
+        doomed_hits = one_value(self.db, f"SELECT count(*) FROM ({old_hits})", *hit_args)
+        # Articles whose every hit goes count too (they go once their hits are gone).
+        orphaned = f"""SELECT count(*) FROM articles a WHERE a.seen_at < ?
+            AND EXISTS (SELECT 1 FROM hits h WHERE h.article_id = a.id)
+            AND NOT EXISTS (SELECT 1 FROM hits h WHERE h.article_id = a.id
+                            AND h.id NOT IN ({old_hits}))"""
+        return {
+            "hits": doomed_hits,
+            "articles": one_value(self.db, f"SELECT count(*) FROM ({old_articles})", *article_args)
+            + one_value(self.db, orphaned, article_args[0], *hit_args),
+            "notices": one_value(
+                self.db, "SELECT count(*) FROM notices WHERE created_at < ?", hit_args[0]
+            ),
+        }
 
     def stories(
         self, *, limit: int = 20, min_sources: int = 1, story_id: int | None = None
@@ -1445,10 +1549,11 @@ class Store:
         return notice_id
 
     def mark_sent(self, delivery_id: int, now: datetime) -> None:
-        with self.db.atomic():
+        """Record a delivery as sent; StorageBusy if the database stays locked."""
+        with _busy(self.path), self.db.atomic():
             self.db.execute(
                 """UPDATE deliveries SET status = 'sent', sent_at = ?, last_error = NULL,
-                   attempts = attempts + 1 WHERE id = ?""",
+                       attempts = attempts + 1 WHERE id = ?""",
                 [stamp(now), delivery_id],
             )
 
@@ -1464,7 +1569,7 @@ class Store:
         """Record a failed attempt and when to try again. A delivery queued more than
         ``max_age`` seconds before ``now`` is given up instead: marked dead (True)."""
         dead = False
-        with self.db.atomic():
+        with _busy(self.path), self.db.atomic():
             if now is not None and max_age is not None:
                 row = self.db.execute(
                     "SELECT queued_at FROM deliveries WHERE id = ?", [delivery_id]
@@ -1513,8 +1618,11 @@ class Store:
                     )
                 ]
                 reason, _, label = batch.partition(":")
-                self._make_digest(channel, reason, label, ids, stamp(now))
-                made += 1
+                for start in range(0, len(ids), DIGEST_ITEMS):
+                    self._make_digest(
+                        channel, reason, label, ids[start : start + DIGEST_ITEMS], stamp(now)
+                    )
+                    made += 1
         return made
 
     def next_release(self, channels: Collection[str] | None = None) -> datetime | None:
@@ -1545,9 +1653,10 @@ class Store:
                 ids = [
                     r[0]
                     for r in self.db.execute(
+                        # From the waiting rows (few), not from every hit of the rule.
                         f"""SELECT d.id FROM deliveries d JOIN hits h ON h.id = d.hit_id
                             JOIN articles a ON a.id = h.article_id
-                            WHERE d.status IN ('pending', 'deferred') AND {column[kind]} = ?""",
+                            WHERE d.status IN ('pending', 'deferred') AND +{column[kind]} = ?""",
                         [target],
                     )
                 ]

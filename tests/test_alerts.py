@@ -561,3 +561,32 @@ def test_a_backlog_larger_than_a_page_drains_in_one_round(
     channels = channels_for([ChannelConfig("chat", webhook.url())])
     assert deliver(store, channels, clock) == (count, 0)
     assert len(messages(webhook)) == count
+
+
+def test_keys_never_collide_and_a_muted_story_alert_is_not_the_storys_alert(
+    store: Store, clock: Clock
+) -> None:
+    # Channels "chat" and "chat-2", a follow-up at 2 sources: hit-1-chat-2 (the alert on
+    # chat-2) and followup-1-2-chat (the follow-up on chat) are different keys.
+    policies = {"sanctions": AlertPolicy(follow_up=(2,))}
+    first = article(1)
+    save(store, clock, [(first, [hit(channels=("chat", "chat-2"))])], policies=policies)
+    copy = Article(**{**first.__dict__, "uid": "copy", "link": "https://other.example.com/1"})
+    save(store, clock, [(copy, [])], policies=policies)
+    keys = sorted(r[0] for r in store.db.execute("SELECT key FROM deliveries"))
+    assert keys == ["followup-1-2-chat", "followup-1-2-chat-2", "hit-1-chat", "hit-1-chat-2"]
+
+    # A story whose first hit falls in the rule's realert window is not "alerted": the
+    # next copy, after the window, is its alert (and no follow-up comes first).
+    policies = {"troops": AlertPolicy(realert=3600, follow_up=(2,))}
+    save(store, clock, [(article(10), [hit("troops")])], policies=policies)
+    event = article(11)
+    save(store, clock, [(event, [hit("troops")])], policies=policies)  # muted: window
+    clock.advance(hours=2)
+    later = Article(**{**event.__dict__, "uid": "later", "link": "https://third.example.net/x"})
+    created = save(store, clock, [(later, [hit("troops")])], policies=policies)
+    steps = [
+        store.db.execute("SELECT step FROM deliveries WHERE id = ?", [i]).fetchone()[0]
+        for i in created
+    ]
+    assert steps == [0]

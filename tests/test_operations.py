@@ -92,15 +92,21 @@ def test_retention_prunes_old_articles_and_hits_and_never_brings_them_back(
     assert store.unseen("wire", [article("old-plain", "Weather", "Rain")]) == []
     assert store.search("rain") == []  # the search index follows the deletes
 
-    # A year on, the hit goes too, with its delivery and its article.
+    # A year on, the hit goes too, with its delivery and its article; a hit whose alert
+    # still waits stays, whatever its age, and so does the newest (ids are never reused).
     clock.advance(days=330)
+    store.db.execute("UPDATE deliveries SET status = 'sent'")
+    save(store, clock, [(article("fresh", "Sanctions again", "More sanctions"), [hit()])])
+    waiting = store.db.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'")
+    assert waiting.fetchone()[0] == 1
     counts = store.prune(clock(), articles=30 * days, hits=365 * days)
     assert counts["hits"] == 1 and counts["articles"] == 2
-    assert store.db.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 0
-    assert store.db.execute("SELECT count(*) FROM articles").fetchone()[0] == 0
+    assert store.db.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 1
+    assert [r[0] for r in store.db.execute("SELECT uid FROM articles")] == ["fresh"]
     assert counts["stories"] >= 1
     # Ids pruned more than the hit retention ago are forgotten.
     clock.advance(days=400)
+    save(store, clock, [(article("newest", "Weather", "Fog"), [])])
     store.prune(clock(), articles=30 * days, hits=365 * days)
     assert store.db.execute("SELECT count(*) FROM pruned_uids").fetchone()[0] == 0
     assert start < clock()
