@@ -338,7 +338,7 @@ class Daemon:
 
     async def _heartbeat(self) -> None:
         """Runs on the scheduler's event loop: proof for /health and the systemd
-        watchdog that the loop is not stuck, and fresh outbox gauges."""
+        watchdog that the loop is not stuck."""
         self.metrics.beat()
         if systemd.watchdog_interval() is not None:
             systemd.notify("WATCHDOG=1")

@@ -188,6 +188,8 @@ async def _recorded(action: Callable[[], T]) -> T:
             delay = min(5.0, delay * 2)
 
 
+#: Failures in a row after which a channel's round ends (the rest wait for the next).
+GIVE_UP_AFTER = 3
 #: Due deliveries read from the outbox at a time.
 DUE_PAGE = 100
 
@@ -244,11 +246,18 @@ async def deliver_due(
     outbox.mute_silenced(now())
     outbox.release_batches(now(), channels=only)
 
+    gave_up: set[str] = set()
+
     async def run(name: str, items: list[PendingDelivery | Digest]) -> tuple[int, int]:
-        sent = failed = 0
+        sent = failed = streak = 0
         channel = channels.get(name)
         for delivery in items:
             if stopping is not None and stopping():
+                break
+            if channel is not None and streak >= GIVE_UP_AFTER:
+                # The service is down: the rest stay due for the next round instead of
+                # each waiting out its own timeout now.
+                gave_up.add(name)
                 break
             error = None
             if channel is None:
@@ -268,6 +277,7 @@ async def deliver_due(
             if error is None:
                 await _recorded(partial(outbox.mark_sent, delivery.id, now()))
                 sent += 1
+                streak = 0
                 if metrics is not None:
                     _count_sent(metrics, delivery, name, now())
                 log.info("delivery_sent id=%s channel=%s rule=%s", delivery.id, name, what)
@@ -281,6 +291,7 @@ async def deliver_due(
                 )
             )
             failed += 1
+            streak += 1
             if metrics is not None:
                 metrics.delivery(name, "dead" if dead else "failed")
             if dead:
@@ -321,7 +332,7 @@ async def deliver_due(
         results = await asyncio.gather(*(run(n, items) for n, items in by_channel.items()))
         sent += sum(r[0] for r in results)
         failed += sum(r[1] for r in results)
-        if len(due) < DUE_PAGE or (stopping is not None and stopping()):
+        if len(due) < DUE_PAGE or gave_up or (stopping is not None and stopping()):
             return sent, failed
 
 

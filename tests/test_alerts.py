@@ -590,3 +590,19 @@ def test_keys_never_collide_and_a_muted_story_alert_is_not_the_storys_alert(
         for i in created
     ]
     assert steps == [0]
+
+
+def test_a_channel_that_keeps_failing_ends_its_round_early(
+    store: Store, clock: Clock, webhook: Webhook
+) -> None:
+    from monitor.deliver import GIVE_UP_AFTER
+
+    for n in range(GIVE_UP_AFTER + 3):
+        save(store, clock, [(article(n), [hit()])])
+    channels = channels_for([ChannelConfig("chat", webhook.url())])
+    webhook.fail()
+    assert deliver(store, channels, clock) == (0, GIVE_UP_AFTER)
+    attempts = [r[0] for r in store.db.execute("SELECT attempts FROM deliveries ORDER BY id")]
+    assert attempts == [1] * GIVE_UP_AFTER + [0] * 3  # the rest wait, still due
+    webhook.fail(False)
+    assert deliver(store, channels, clock) == (3, 0)  # the untried ones go next round
