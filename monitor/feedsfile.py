@@ -796,15 +796,24 @@ def _rules_naming(settings: Settings, name: str) -> list[str]:
     return out
 
 
-def remove_feed(settings_path: Path, name: str, env: Mapping[str, str]) -> Change:
-    """Remove the feed ``name`` from whichever file defines it, with the comment lines
-    that document it. Refuses while a rule is limited to it."""
+def _locate(
+    settings_path: Path, name: str, env: Mapping[str, str]
+) -> tuple[Settings, FeedList, Entry]:
+    """The settings as they load now, and the list and entry that define feed ``name``
+    (an error listing the known feeds if none does)."""
     before = _load(settings_path, env)
     files = read_feed_files(settings_path)
     found = files.find(name)
     if found is None:
         raise unknown_feed(files, name)
     feed_list, entry = found
+    return before, feed_list, entry
+
+
+def remove_feed(settings_path: Path, name: str, env: Mapping[str, str]) -> Change:
+    """Remove the feed ``name`` from whichever file defines it, with the comment lines
+    that document it. Refuses while a rule is limited to it."""
+    before, feed_list, entry = _locate(settings_path, name, env)
     naming = _rules_naming(before, name)
     if naming:
         raise ConfigError(
@@ -829,12 +838,7 @@ def remove_feed(settings_path: Path, name: str, env: Mapping[str, str]) -> Chang
 
 def set_enabled(settings_path: Path, name: str, enabled: bool, env: Mapping[str, str]) -> Change:
     """Write ``enabled: true/false`` into the entry of feed ``name`` (pause / resume)."""
-    before = _load(settings_path, env)
-    files = read_feed_files(settings_path)
-    found = files.find(name)
-    if found is None:
-        raise unknown_feed(files, name)
-    feed_list, entry = found
+    before, feed_list, entry = _locate(settings_path, name, env)
     where = feed_list.where(entry)
     change = Change(feed_list.path)
     current = next((f.enabled for f in before.feeds if f.name == name), True)

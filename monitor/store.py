@@ -1183,9 +1183,6 @@ class Store:
     def stats(self, now: datetime) -> dict[str, Any]:
         """What the database holds, for `news-monitor stats`."""
 
-        def one(sql: str, *args: Any) -> int:
-            return int(self.db.execute(sql, args).fetchone()[0] or 0)
-
         day = stamp(now - timedelta(days=1))
         deliveries = self.delivery_counts()
         rules = [
@@ -1201,20 +1198,30 @@ class Store:
         return {
             "database": str(self.path),
             "size_bytes": size + (wal.stat().st_size if wal.exists() else 0),
-            "articles": one("SELECT count(*) FROM articles"),
-            "articles_last_day": one("SELECT count(*) FROM articles WHERE seen_at >= ?", day),
+            "articles": one_value(self.db, "SELECT count(*) FROM articles"),
+            "articles_last_day": one_value(
+                self.db, "SELECT count(*) FROM articles WHERE seen_at >= ?", day
+            ),
             "oldest_article": self.db.execute("SELECT min(seen_at) FROM articles").fetchone()[0],
-            "stories": one("SELECT count(*) FROM stories"),
-            "hits": one("SELECT count(*) FROM hits"),
-            "hits_last_day": one("SELECT count(*) FROM hits WHERE created_at >= ?", day),
-            "muted_hits": one("SELECT count(*) FROM hits WHERE muted IS NOT NULL"),
+            "stories": one_value(self.db, "SELECT count(*) FROM stories"),
+            "hits": one_value(self.db, "SELECT count(*) FROM hits"),
+            "hits_last_day": one_value(
+                self.db, "SELECT count(*) FROM hits WHERE created_at >= ?", day
+            ),
+            "muted_hits": one_value(self.db, "SELECT count(*) FROM hits WHERE muted IS NOT NULL"),
             "rules": rules,
             "deliveries": deliveries,
-            "feeds_polled": one("SELECT count(*) FROM feeds"),
-            "feeds_failing": one("SELECT count(*) FROM feeds WHERE consecutive_errors > 0"),
-            "feeds_stopped": one("SELECT count(*) FROM feeds WHERE disabled IS NOT NULL"),
-            "silences_active": one(
-                "SELECT count(*) FROM silences WHERE lifted_at IS NULL AND until > ?", stamp(now)
+            "feeds_polled": one_value(self.db, "SELECT count(*) FROM feeds"),
+            "feeds_failing": one_value(
+                self.db, "SELECT count(*) FROM feeds WHERE consecutive_errors > 0"
+            ),
+            "feeds_stopped": one_value(
+                self.db, "SELECT count(*) FROM feeds WHERE disabled IS NOT NULL"
+            ),
+            "silences_active": one_value(
+                self.db,
+                "SELECT count(*) FROM silences WHERE lifted_at IS NULL AND until > ?",
+                stamp(now),
             ),
         }
 
@@ -1418,14 +1425,13 @@ class Store:
     def counts(self) -> dict[str, int]:
         """Row counts for a quick health view."""
 
-        def one(sql: str) -> int:
-            return int(self.db.execute(sql).fetchone()[0])
-
         return {
-            "articles": one("SELECT count(*) FROM articles"),
-            "hits": one("SELECT count(*) FROM hits"),
-            "pending": one("SELECT count(*) FROM deliveries WHERE status = 'pending'"),
-            "sent": one("SELECT count(*) FROM deliveries WHERE status = 'sent'"),
+            "articles": one_value(self.db, "SELECT count(*) FROM articles"),
+            "hits": one_value(self.db, "SELECT count(*) FROM hits"),
+            "pending": one_value(
+                self.db, "SELECT count(*) FROM deliveries WHERE status = 'pending'"
+            ),
+            "sent": one_value(self.db, "SELECT count(*) FROM deliveries WHERE status = 'sent'"),
         }
 
     # --- outbox -----------------------------------------------------------------------------
