@@ -29,7 +29,16 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import pytest
-from conftest import Item, Project, Webhook, rss, wait_for, write_project, write_rss
+from conftest import (
+    Item,
+    Project,
+    Webhook,
+    child_env,
+    rss,
+    wait_for,
+    write_project,
+    write_rss,
+)
 
 from monitor.devserver import FeedServer
 
@@ -170,13 +179,6 @@ def all_sent(daemon: Daemon, count: int, got: Callable[[], Counter[int]]) -> lis
 
 
 # --- the daemon process -------------------------------------------------------------------
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("NEWS_MONITOR_CONFIG", None)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def _process_table() -> dict[int, tuple[int, str, str]]:
