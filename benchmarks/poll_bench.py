@@ -583,6 +583,7 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
         store=store,
         fetch=fetcher.fetch,
         parse=pool.parse,
+        parse_matched=pool.parse_matched,
         default_channels=("terminal",),
         now=lambda: datetime.now(UTC),
         slots=in_flight(args.concurrency, args.parse_workers),
@@ -593,7 +594,7 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
         "cycles": [],
     }
     try:
-        for _ in (1, 2):
+        for number in (1, 2):
             profile = cProfile.Profile() if args.profile else None
             meter.start()
             if profile is not None:
@@ -616,6 +617,8 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
                 text = io.StringIO()
                 pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(25)
                 measured["profile"] = text.getvalue()
+                # The whole profile too, for pstats (cumulative times, callers).
+                profile.dump_stats(Path(args.workdir) / f"ours-cycle{number}.prof")
             out["cycles"].append(measured)
             out["cycles"][-1]["server"] = server_stats(args.base)
     finally:

@@ -398,6 +398,7 @@ class Daemon:
                 store=store,
                 fetch=fetcher.fetch,
                 parse=pool.parse,
+                parse_matched=pool.parse_matched,
                 default_channels=(),
                 now=self.now,
                 slots=in_flight(settings.fetch_total, settings.parse_workers),

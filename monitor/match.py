@@ -19,6 +19,7 @@ article; they are the only per-rule cost that grows with the number of rules.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -147,6 +148,9 @@ class _Scan:
         return found
 
 
+_TOKENS = itertools.count(1)
+
+
 class Matcher:
     """A compiled ruleset. Build once per ruleset; :meth:`match` only fills caches."""
 
@@ -157,6 +161,9 @@ class Matcher:
         :func:`monitor.text.word_frequencies`), to index each rule by its rarest terms.
         Without it, longer terms are taken to be rarer."""
         self.rules = tuple(r for r in rules if r.enabled)
+        #: Tells matchers apart within this process (parse workers keep the last one
+        #: they were sent; see monitor.parse.ParsePool.parse_matched).
+        self.token = next(_TOKENS)
         self._frequencies = frequencies
         self._ids: dict[_Matchable, int] = {}
         self._matchables: list[_Matchable] = []
@@ -201,6 +208,17 @@ class Matcher:
         if by_form:
             self._automaton.make_automaton()
         self.pattern_count = len(by_form)
+        if frequencies is not None:
+            # Only the rules' own words matter (_rarity); a copy sent to a parse worker
+            # carries these, not every word of the sample.
+            self._frequencies = {
+                k: frequencies.get(k, 0.0) for _, keys in self._matchables for k in keys
+            }
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its rules (and their words' frequencies): compiled again where it is
+        unpickled, into a matcher that matches exactly the same."""
+        return (Matcher, (self.rules, self._frequencies))
 
     def __len__(self) -> int:
         return len(self.rules)

@@ -244,6 +244,11 @@ class Hit:
     channels: tuple[str, ...] = ()
 
 
+#: Parsed articles with their hits (None: not matched, as stored already); see
+#: monitor.parse.ParsePool.parse_matched.
+Matched = list[tuple[Article, list[Hit] | None]]
+
+
 @dataclass(frozen=True)
 class FetchResult:
     """What the fetch stage returns: new content, or 'not modified'."""

@@ -87,15 +87,18 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import feedparser
 
 from monitor.errors import FeedError
-from monitor.models import Article
+from monitor.models import Article, Matched
 from monitor.stories import fingerprint
 from monitor.text import mask_url, words, words_hash
+
+if TYPE_CHECKING:  # a worker gets its Matcher pickled; this module never builds one
+    from monitor.match import Matcher
 
 log = logging.getLogger(__name__)
 
@@ -641,6 +644,9 @@ EXIT_OUT_OF_MEMORY = 75
 _CPU_MARGIN = 2
 
 ParseTarget = Callable[[str, str, bytes, Mapping[str, str]], list[Article]]
+#: What a worker is to match the articles it parsed with: (the matcher's token, the
+#: matcher itself if the worker may not have it yet, ids of articles not to match).
+_Matching = tuple[int, "Matcher | None", frozenset[str]]
 
 
 def _limit(which: int, soft: int, what: str) -> None:
@@ -664,12 +670,14 @@ def _limit(which: int, soft: int, what: str) -> None:
 def _worker_main(
     conn: Connection, target: ParseTarget, memory_limit: int | None, cpu_budget: int
 ) -> None:
-    """The loop of a worker process: receive (feed, url, content, headers), reply with
-    ("ok", articles), ("feed-error", message) or ("error", traceback); exit on EOF."""
+    """The loop of a worker process: receive (feed, url, content, headers, matching),
+    reply with ("ok", articles), ("ok", articles with their hits) when asked to match,
+    ("feed-error", message) or ("error", traceback); exit on EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle
     _limit(resource.RLIMIT_CORE, 0, "core dumps")
     if memory_limit:
         _limit(resource.RLIMIT_AS, memory_limit, "memory")
+    matchers: dict[int, Matcher] = {}  # the last one sent, by token
     while True:
         try:
             request = conn.recv()
@@ -682,7 +690,7 @@ def _worker_main(
         status: str
         value: Any
         try:
-            status, value = "ok", target(*request)
+            status, value = "ok", _parse_request(target, request, matchers)
         except MemoryError:
             os._exit(EXIT_OUT_OF_MEMORY)
         except FeedError as exc:
@@ -702,6 +710,23 @@ def _worker_main(
         del value
 
 
+def _parse_request(
+    target: ParseTarget,
+    request: tuple[str, str, bytes, dict[str, str], _Matching | None],
+    matchers: dict[int, Matcher],
+) -> list[Article] | Matched:
+    feed, url, content, headers, matching = request
+    if matching is None:
+        return target(feed, url, content, headers)
+    token, sent, known = matching
+    if sent is not None:  # kept even if this feed fails to parse
+        matchers.clear()
+        matchers[token] = sent
+    matcher = matchers[token]  # the pool sends it whenever this worker may lack it
+    articles = target(feed, url, content, headers)
+    return [(a, None if a.uid in known else matcher.match(a)) for a in articles]
+
+
 def default_context() -> BaseContext:
     """forkserver (with feedparser preloaded in the server) where available, else spawn."""
     if "forkserver" in multiprocessing.get_all_start_methods():
@@ -709,7 +734,7 @@ def default_context() -> BaseContext:
         # '__main__' is forkserver's default, kept so workers do not each re-import the
         # program's main module; this module brings feedparser. No effect once the
         # process's forkserver is running (it is shared by every forkserver user).
-        context.set_forkserver_preload(["__main__", __name__])
+        context.set_forkserver_preload(["__main__", __name__, "monitor.match"])
         return context
     return multiprocessing.get_context("spawn")
 
@@ -719,6 +744,8 @@ class _Worker:
     process: BaseProcess
     conn: Connection
     parses: int = 0
+    #: The token of the matcher this worker was last sent.
+    matcher: int | None = None
 
 
 @dataclass(eq=False)
@@ -789,11 +816,41 @@ class ParsePool:
     ) -> list[Article]:
         """``parse_feed(feed, url, content, headers)`` in a worker; :class:`FeedError` if
         the feed is not one, or if its parse timed out, ran out of memory or crashed."""
+        return await self._submit(feed, url, content, headers)  # type: ignore[return-value]
+
+    async def parse_matched(
+        self,
+        feed: str,
+        url: str,
+        content: bytes,
+        headers: Mapping[str, str],
+        matcher: Matcher,
+        known: frozenset[str] = frozenset(),
+    ) -> Matched:
+        """:meth:`parse`, and each article matched against ``matcher`` in the worker too,
+        but for those whose uid is in ``known`` (stored already: their hits are None).
+        A worker is sent the matcher once (pickled as its rules, and compiled there) and
+        keeps it until it is sent another: matching moves off the daemon's loop at the
+        cost of one compile per worker and ruleset."""
+        return await self._submit(  # type: ignore[return-value]
+            feed, url, content, headers, (matcher.token, matcher, known)
+        )
+
+    async def _submit(
+        self,
+        feed: str,
+        url: str,
+        content: bytes,
+        headers: Mapping[str, str],
+        matching: tuple[int, Matcher, frozenset[str]] | None = None,
+    ) -> list[Article] | Matched:
         job = _Job()
         with self._lock:
             if self._closed:
                 raise FeedError(mask_url(url), "the parser pool is closed (shutting down)")
-            future = self._executor.submit(self._run, job, (feed, url, content, dict(headers)))
+            future = self._executor.submit(
+                self._run, job, (feed, url, content, dict(headers)), matching
+            )
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -896,7 +953,12 @@ class ParsePool:
         if worker is not None:
             _kill(worker)  # the thread waiting on it sees end-of-file at once
 
-    def _run(self, job: _Job, request: tuple[str, str, bytes, dict[str, str]]) -> list[Article]:
+    def _run(
+        self,
+        job: _Job,
+        request: tuple[str, str, bytes, dict[str, str]],
+        matching: tuple[int, Matcher, frozenset[str]] | None,
+    ) -> list[Article] | Matched:
         shown = mask_url(request[1])
         worker = self._acquire(job, shown)
         if job.abandoned:
@@ -905,8 +967,12 @@ class ParsePool:
         limit = time.monotonic() + self.deadline
         reply: Any = None
         timed_out = False
+        sent: _Matching | None = None
+        if matching is not None:
+            token, matcher, known = matching
+            sent = (token, None if worker.matcher == token else matcher, known)
         try:
-            worker.conn.send(request)
+            worker.conn.send((*request, sent))
             del request
             if worker.conn.poll(max(0.0, limit - time.monotonic())):
                 reply = worker.conn.recv()
@@ -924,6 +990,8 @@ class ParsePool:
         if isinstance(reply, tuple) and len(reply) == 3:
             status, value, rss = reply
             worker.parses += 1
+            if sent is not None and status != "error":
+                worker.matcher = sent[0]  # it has it now
             with self.stats._lock:
                 self.stats.parses += 1
                 self.stats.peak_rss = max(self.stats.peak_rss, int(rss))

@@ -20,7 +20,7 @@ from typing import Protocol
 from monitor.errors import FeedError
 from monitor.health import feed_health
 from monitor.match import Matcher
-from monitor.models import Article, FeedConfig, FetchResult, Hit, PollResult
+from monitor.models import Article, FeedConfig, FetchResult, Hit, Matched, PollResult
 from monitor.schedule import cache_hint, next_poll, rss_ttl
 from monitor.store import DEFAULT_QUIET, Store
 from monitor.stories import Vocabulary
@@ -28,10 +28,19 @@ from monitor.text import mask_url, unstamp
 
 log = logging.getLogger(__name__)
 
+#: Ids of a feed's newest stored articles sent with its body to be parsed, so that only
+#: the others are matched (a feed lists far fewer items than this, usually).
+KNOWN_UIDS = 1000
+
 #: fetch(url, etag=..., last_modified=...) -> FetchResult; raises FeedError.
 FetchFunction = Callable[..., Awaitable[FetchResult]]
 #: parse(feed name, url, body, headers) -> articles; raises FeedError.
 ParseFunction = Callable[[str, str, bytes, Mapping[str, str]], Awaitable[list[Article]]]
+#: parse_matched(feed name, url, body, headers, matcher, known uids) -> articles with
+#: their hits (None: not matched); raises FeedError. See ParsePool.parse_matched.
+ParseMatchedFunction = Callable[
+    [str, str, bytes, Mapping[str, str], Matcher, frozenset[str]], Awaitable[Matched]
+]
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,8 @@ class PollContext:
     storm: int = 0
     #: Counters for Prometheus (monitor.metrics.Metrics), if any.
     metrics: PollMetrics | None = None
+    #: Parse and match in one step, off the event loop (used instead of ``parse``).
+    parse_matched: ParseMatchedFunction | None = None
 
 
 class PollMetrics(Protocol):
@@ -114,11 +125,18 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
             last_modified=state["last_modified"] if same_url else None,
         )
         fetched = time.monotonic() - started
-        articles = (
-            []
-            if result.not_modified
-            else await ctx.parse(feed.name, url, result.content, result.headers)
-        )
+        parsed: Matched
+        if result.not_modified:
+            parsed = []
+        elif ctx.parse_matched is not None:
+            # The articles stored already need no matching: most of a feed, usually.
+            known = store.recent_uids(feed.name, KNOWN_UIDS)
+            parsed = await ctx.parse_matched(
+                feed.name, url, result.content, result.headers, matcher, known
+            )
+        else:
+            articles = await ctx.parse(feed.name, url, result.content, result.headers)
+            parsed = [(article, None) for article in articles]
     except FeedError as exc:
         return replace(
             _failed(feed, exc, state, ctx), fetch_seconds=fetched or time.monotonic() - started
@@ -132,14 +150,18 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
             mask_url(url),
             mask_url(permanent),
         )
+    articles = [article for article, _ in parsed]
+    found: dict[str, list[Hit] | None] = {}
+    for article, article_hits in parsed:
+        found.setdefault(article.uid, article_hits)  # unseen() keeps the first too
     new = store.unseen(feed.name, articles)
     matched: list[tuple[Article, list[Hit]]] = []
     hit_count = 0
     for article in new:
-        hits = [
-            replace(hit, channels=hit.channels or tuple(ctx.default_channels))
-            for hit in matcher.match(article)
-        ]
+        hits = found[article.uid]
+        if hits is None:  # not matched yet (an id stored when the poll began, gone since)
+            hits = matcher.match(article)
+        hits = [replace(hit, channels=hit.channels or tuple(ctx.default_channels)) for hit in hits]
         for hit in hits:
             log.info(
                 "hit rule=%s feed=%s terms=%s title=%r",
@@ -218,7 +240,7 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
 def refresh_vocabulary(store: Store, vocabulary: Vocabulary) -> None:
     """Word rarity from the newest article of each recent story; the stored index keys
     rebuilt if the common words moved a lot (a new database's first estimates)."""
-    if vocabulary.refresh(store.recent_story_texts(vocabulary.SAMPLE)):
+    if vocabulary.refresh_words(store.recent_story_words(vocabulary.SAMPLE)):
         rekeyed = store.rekey_stories(vocabulary)
         log.info("stories_rekeyed articles=%d common_words=%d", rekeyed, len(vocabulary.common))
 

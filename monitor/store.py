@@ -586,6 +586,16 @@ class Store:
 
     # --- articles and hits ----------------------------------------------------------------
 
+    def recent_uids(self, feed: str, limit: int) -> frozenset[str]:
+        """The uids of the ``limit`` articles of ``feed`` stored last."""
+        return frozenset(
+            row[0]
+            for row in self.db.execute(
+                "SELECT uid FROM articles WHERE feed = ? ORDER BY seen_at DESC LIMIT ?",
+                [feed, limit],
+            )
+        )
+
     def unseen(self, feed: str, articles: Sequence[Article]) -> list[Article]:
         """The articles of ``feed`` not stored yet (first occurrence kept within a poll)."""
         if not articles:
@@ -1090,18 +1100,20 @@ class Store:
             )
         ]
 
-    def recent_story_texts(self, limit: int = 2000) -> list[str]:
-        """Title and text of the newest article of each of the ``limit`` most recently
-        active stories among the last ``25 x limit`` articles (word rarity for story
-        clustering; bounded so a large database costs the same)."""
+    def recent_story_words(self, limit: int = 2000) -> list[frozenset[int]]:
+        """The content words (hashes, as stored in its sketch) of the newest article of
+        each of the ``limit`` most recently active stories among the last ``25 x limit``
+        sketched articles (word rarity for story clustering; bounded so a large database
+        costs the same, and read from the stored sketches rather than the text, which
+        would have to be split and folded again)."""
         return [
-            "\n".join(row)
+            unpack(row[0])
             for row in self.db.execute(
-                """SELECT title, summary, content FROM articles WHERE id IN
-                       (SELECT max(id) FROM articles
-                        WHERE story_id IS NOT NULL
-                          AND id > (SELECT coalesce(max(id), 0) FROM articles) - ?
-                        GROUP BY story_id ORDER BY max(id) DESC LIMIT ?)""",
+                """SELECT words FROM story_sketches WHERE article_id IN
+                       (SELECT max(article_id) FROM story_sketches
+                        WHERE article_id >
+                              (SELECT coalesce(max(article_id), 0) FROM story_sketches) - ?
+                        GROUP BY story_id ORDER BY max(article_id) DESC LIMIT ?)""",
                 [limit * 25, limit],
             )
         ]

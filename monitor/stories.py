@@ -203,14 +203,19 @@ class Vocabulary:
         story carried by many outlets does not make its own names look common. True if
         the common words changed enough for stored articles' keys to be rebuilt (the
         first estimates of a new database)."""
+        return self.refresh_words([content_words(text) for text in texts])
+
+    def refresh_words(self, word_sets: Sequence[frozenset[int]]) -> bool:
+        """:meth:`refresh` from the texts' :func:`content_words` (as story sketches
+        store them)."""
         before = self.common
         warming = self.sampled < self.SAMPLE
         self._stored = 0
-        self.sampled = len(texts)
+        self.sampled = len(word_sets)
         counts: Counter[int] = Counter()
-        for text in texts:
-            counts.update(content_words(text))
-        total = len(texts)
+        for found in word_sets:
+            counts.update(found)
+        total = len(word_sets)
         weights: dict[int, float] = {}
         self._unseen = 1.0
         if total and total >= self._minimum:

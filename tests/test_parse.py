@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 
 import monitor.parse
 from monitor.errors import FeedError
-from monitor.models import Article
+from monitor.match import Matcher
+from monitor.models import Article, Rule
 from monitor.parse import (
     MAX_AUTHOR,
     MAX_CATEGORIES,
@@ -43,6 +44,7 @@ from monitor.parse import (
     default_context,
     parse_feed,
 )
+from monitor.query import parse_query
 from monitor.text import content_hash
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
@@ -692,6 +694,58 @@ def test_a_feed_parses_through_the_pool_exactly_as_in_process(no_leaks: None) ->
     assert through_pool == parse_feed("wire", URL, content, RSS_TYPE)
 
 
+def matcher_of(*queries: str) -> Matcher:
+    return Matcher(
+        [
+            Rule(name=f"r{i}", condition=parse_query(q), channels=("desk",))
+            for i, q in enumerate(queries)
+        ]
+    )
+
+
+def test_workers_match_exactly_as_the_daemon_would(no_leaks: None) -> None:
+    content = fifty_items()
+    matcher = matcher_of("troops AND geneva", '"paragraph 17"', "markup NOT entity")
+    local = parse_feed("wire", URL, content, RSS_TYPE)
+    known = frozenset(a.uid for a in local[:10])
+    with ParsePool(2) as real:
+        matched = run(real.parse_matched("wire", URL, content, RSS_TYPE, matcher, known))
+    assert [a for a, _ in matched] == local
+    # The known (stored) articles are left unmatched; the others carry their hits.
+    assert [hits for _, hits in matched[:10]] == [None] * 10
+    assert [hits for _, hits in matched[10:]] == [matcher.match(a) for a in local[10:]]
+    assert {h.rule for _, hits in matched[10:] for h in hits or ()} == {"r0", "r1"}
+    assert [h.rule for h in matched[17][1] or ()] == ["r0", "r1"]
+
+
+def test_a_worker_gets_the_matcher_once_and_each_new_one(no_leaks: None) -> None:
+    content = fifty_items()
+    first, second = matcher_of("troops"), matcher_of("nothing-like-this")
+    with ParsePool(1) as real:
+        sent: list[bool] = []
+        original = real._run
+
+        def spy(job: Any, request: Any, matching: Any) -> Any:
+            [worker] = real._idle or [None]
+            sent.append(worker is None or worker.matcher != matching[0])
+            return original(job, request, matching)
+
+        real._run = spy  # type: ignore[method-assign]
+        for matcher in (first, first, second, second, first):
+            matched = run(real.parse_matched("wire", URL, content, RSS_TYPE, matcher))
+            assert all(bool(hits) == (matcher is first) for _, hits in matched)
+        [pid] = [p.pid for p in real.processes]
+        assert sent == [True, False, True, False, True]
+        # A worker that is replaced gets the matcher again.
+        real.processes[0].kill()
+        with pytest.raises(FeedError, match=r"crashed|killed"):
+            run(real.parse_matched("wire", URL, content, RSS_TYPE, first))
+        matched = run(real.parse_matched("wire", URL, content, RSS_TYPE, first))
+        assert all(hits for _, hits in matched)
+        assert [p.pid for p in real.processes] != [pid]
+        assert sent[-2:] == [False, True]
+
+
 def test_feed_errors_come_back_as_feed_errors(pool: ParsePool) -> None:
     with pytest.raises(FeedError) as caught:
         run(pool.parse("wire", URL, b"<html><body>Not a feed</body></html>", {}))
@@ -871,7 +925,7 @@ def test_the_cpu_limit_stops_a_busy_worker_even_without_the_parent(no_leaks: Non
     worker.start()
     child.close()
     try:
-        parent.send(("wire", URL, b"SPIN 60", {}))
+        parent.send(("wire", URL, b"SPIN 60", {}, None))
         worker.join(30)
         assert worker.exitcode == -signal.SIGXCPU
     finally:
