@@ -82,7 +82,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import unescape
 from html.parser import HTMLParser
-from itertools import chain
+from itertools import chain, islice
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
@@ -94,6 +94,7 @@ import feedparser
 
 from monitor.errors import FeedError
 from monitor.models import Article, Matched
+from monitor.rss import read_rss
 from monitor.stories import fingerprint
 from monitor.text import mask_url, words, words_hash
 
@@ -492,13 +493,29 @@ def _parse_xml(
             shown,
             f"the feed declares {what} (an 'XML bomb'); refused without parsing",
         )
+    content = _repair_charrefs(content)
+    # Plain RSS 2.0 is read straight from expat, exactly as feedparser would read it
+    # (monitor.rss; about ten times faster); anything else goes to feedparser.
+    entries: Iterable[Any] | None = read_rss(content, dict(headers))
+    if entries is None:
+        entries = _feedparser_entries(shown, content, headers, content_type)
+    articles = []
+    for entry in islice(entries, MAX_ENTRIES):
+        if isinstance(entry, Mapping):
+            articles.append(_entry_article(feed, base, entry))
+    return articles
+
+
+def _feedparser_entries(
+    shown: str, content: bytes, headers: Mapping[str, str], content_type: str
+) -> list[Any]:
     try:
         # feedparser's own HTML sanitising and relative-URI rewriting are off: every field
         # is turned into plain text by html_to_text (which drops what the sanitiser would:
         # script, style, applet and their text) and only entry links are kept, resolved by
         # _link. They were half of feedparser's time (31 -> 16 ms for a 50-item feed).
         parsed = feedparser.parse(
-            io.BytesIO(_repair_charrefs(content)),
+            io.BytesIO(content),
             response_headers=dict(headers),
             sanitize_html=False,
             resolve_relative_uris=False,
@@ -520,30 +537,28 @@ def _parse_xml(
             f"content type {content_type or 'unknown'}; "
             "check that the URL points at the feed, not at a web page",
         )
-    articles = []
-    for entry in parsed.entries[:MAX_ENTRIES]:
-        if not isinstance(entry, Mapping):
-            continue
-        bodies = [c.get("value") for c in entry.get("content") or () if isinstance(c, Mapping)]
-        tags = [t.get("term") for t in entry.get("tags") or () if isinstance(t, Mapping)]
-        guid = entry.get("id")
-        link = entry.get("link")
-        # An RSS guid stands in for a missing link (isPermaLink); used only if a full URL.
-        guid_link = bool(entry.get("guidislink")) and link == guid
-        articles.append(
-            _article(
-                feed,
-                guid=guid if isinstance(guid, str) else "",
-                title=_html(entry.get("title"), MAX_TITLE, one_line=True),
-                link=_link(link, "" if guid_link else base),
-                summary=_html(entry.get("summary"), MAX_FIELD),
-                body=html_to_text("\n".join(b for b in bodies if isinstance(b, str))),
-                author=_html(entry.get("author"), MAX_AUTHOR, one_line=True),
-                categories=_categories(tags),
-                published=_date(entry),
-            )
-        )
-    return articles
+    return list(parsed.entries)
+
+
+def _entry_article(feed: str, base: str, entry: Mapping[str, Any]) -> Article:
+    """The article of one feedparser entry (or monitor.rss's dict of the same)."""
+    bodies = [c.get("value") for c in entry.get("content") or () if isinstance(c, Mapping)]
+    tags = [t.get("term") for t in entry.get("tags") or () if isinstance(t, Mapping)]
+    guid = entry.get("id")
+    link = entry.get("link")
+    # An RSS guid stands in for a missing link (isPermaLink); used only if a full URL.
+    guid_link = bool(entry.get("guidislink")) and link == guid
+    return _article(
+        feed,
+        guid=guid if isinstance(guid, str) else "",
+        title=_html(entry.get("title"), MAX_TITLE, one_line=True),
+        link=_link(link, "" if guid_link else base),
+        summary=_html(entry.get("summary"), MAX_FIELD),
+        body=html_to_text("\n".join(b for b in bodies if isinstance(b, str))),
+        author=_html(entry.get("author"), MAX_AUTHOR, one_line=True),
+        categories=_categories(tags),
+        published=_date(entry),
+    )
 
 
 # --- JSON Feed ---------------------------------------------------------------------------

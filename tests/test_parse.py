@@ -28,6 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import monitor.parse
+import monitor.rss
 from monitor.errors import FeedError
 from monitor.match import Matcher
 from monitor.models import Article, Rule
@@ -941,3 +942,162 @@ def test_constructor_rejects_nonsense() -> None:
         ParsePool(0)
     with pytest.raises(ValueError, match="deadline"):
         ParsePool(1, deadline=0)
+
+
+# --- monitor.rss: the fast RSS 2.0 reader gives exactly what feedparser gives ---------------
+
+
+def both_ways(
+    content: bytes, headers: dict[str, str] | None = None
+) -> tuple[list[Article], list[Article], bool]:
+    """parse_feed's articles through monitor.rss and through feedparser alone, and
+    whether monitor.rss read the document at all."""
+    headers = RSS_TYPE if headers is None else headers
+    fast = parse_feed("wire", URL, content, headers)
+    read = monitor.rss.read_rss(monitor.parse._repair_charrefs(content), dict(headers)) is not None
+    original = monitor.parse.read_rss
+    monitor.parse.read_rss = lambda content, headers: None  # type: ignore[assignment]
+    try:
+        slow = parse_feed("wire", URL, content, headers)
+    finally:
+        monitor.parse.read_rss = original
+    return fast, slow, read
+
+
+SAMPLE_FEEDS = [
+    Path(__file__).parent.parent / "seeds" / "sample-feed.xml",
+    *sorted((Path(__file__).parent / "data").rglob("*.xml")),
+]
+
+
+@pytest.mark.parametrize("path", SAMPLE_FEEDS, ids=lambda p: p.name)
+def test_the_fast_reader_reads_the_sample_feeds_as_feedparser_does(path: Path) -> None:
+    fast, slow, _ = both_ways(path.read_bytes())
+    assert fast == slow
+
+
+def test_the_fast_reader_reads_plain_rss_and_leaves_the_rest_to_feedparser() -> None:
+    for plain in (fifty_items(), (SAMPLE_FEEDS[0]).read_bytes(), one_item().encode()):
+        fast, slow, read = both_ways(plain)
+        assert read and fast == slow and fast
+    others = {
+        "atom": b'<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>1</id></entry></feed>',
+        "media": one_item(extra="<media:title>T</media:title>").replace(
+            "<rss ", '<rss xmlns:media="http://search.yahoo.com/mrss/" '
+        ),
+        "doctype": one_item(prolog='<!DOCTYPE rss [<!ENTITY a "b">]>'),
+        "base": one_item(extra='<link xml:base="https://a.example/">x</link>'),
+        "typed": one_item(extra='<description type="text/plain">x</description>'),
+        "nested": one_item(extra="<description><b>x</b></description>"),
+        "twice": one_item(extra="<title>again</title>"),
+        "rdf": one_item().replace("<item>", '<item rdf:about="x">'),
+        "broken": b"<rss><channel><item><title>x</item></channel></rss>",
+    }
+    for name, document in others.items():
+        data = document.encode() if isinstance(document, str) else document
+        assert monitor.rss.read_rss(data, RSS_TYPE) is None, name
+    fast, slow, read = both_ways(others["media"].encode())  # type: ignore[union-attr]
+    assert not read and fast == slow
+
+
+_TEXT = st.lists(
+    st.sampled_from(
+        [
+            "a",
+            "Z",
+            " ",
+            "\n",
+            "\t",
+            "é",
+            "Ã©",
+            "€",
+            "&amp;",
+            "&lt;",
+            "&gt;",
+            "&#128;",
+            "&#150;",
+            "&#x9f;",
+            "<![CDATA[<b>x</b> & y]]>",
+            "&amp;amp;",
+            "&quot;",
+            "/",
+            ":",
+            "http://",
+            "https:///x",
+            "?a=1&amp;b=2",
+            "&amp;c;",
+            "\u2028",
+            "Київ",
+            "1",
+        ]
+    ),
+    max_size=12,
+).map("".join)
+_DATES = st.sampled_from(
+    [
+        "Mon, 02 Mar 2026 10:00:00 GMT",
+        "2026-03-02T10:00:00+02:00",
+        "yesterday",
+        "",
+        "Tue, 31 Feb 2026 10:00:00 +0000",
+        "Sun, 01 Mar 9999 00:00:00 GMT",
+    ]
+)
+
+
+@st.composite
+def _item_xml(draw: st.DrawFn) -> str:
+    children = draw(
+        st.lists(
+            st.one_of(
+                st.tuples(st.sampled_from(["title", "link", "description", "author"]), _TEXT),
+                st.tuples(st.just("content:encoded"), _TEXT),
+                st.tuples(st.just("dc:creator"), _TEXT),
+                st.tuples(st.sampled_from(["pubDate", "dc:date"]), _DATES),
+                st.tuples(st.sampled_from(["guid", 'guid isPermaLink="false"']), _TEXT),
+                st.tuples(st.just('guid isPermaLink="true"'), _TEXT),
+                st.tuples(st.sampled_from(["category", 'category domain="d"']), _TEXT),
+                st.tuples(st.sampled_from(["comments", "source", "x:extra", "foo"]), _TEXT),
+                st.tuples(st.just('enclosure url="https://a.example/a.mp3"'), st.just("")),
+            ),
+            max_size=9,
+            # Each element once (feedparser keeps the last, this reader gives up), but for
+            # categories and the elements not read.
+            unique_by=lambda c: c if c[0].startswith(("category", "x:", "foo")) else c[0][:4],
+        )
+    )
+    parts = []
+    for tag, text in children:
+        name = tag.split(" ")[0]
+        parts.append(f"<{tag}>{text}</{name}>")
+    return "<item>" + "".join(parts) + "</item>"
+
+
+_HEADERS = st.sampled_from(
+    [
+        RSS_TYPE,
+        {"content-type": "text/xml"},  # RFC 3023: us-ascii unless a charset is given
+        {"content-type": "application/xml; charset=iso-8859-1"},
+        {"Content-Type": "application/rss+xml"},
+        {},
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_item_xml(), max_size=4),
+    st.sampled_from(["utf-8", "UTF-8", "windows-1252", None]),
+    _HEADERS,
+)
+def test_the_fast_reader_agrees_with_feedparser_on_any_item(
+    items: list[str], encoding: str | None, headers: dict[str, str]
+) -> None:
+    declaration = f'<?xml version="1.0" encoding="{encoding}"?>' if encoding else ""
+    document = (
+        f'{declaration}<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/'
+        'content/" xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:x="urn:x">'
+        f"<channel><title>T</title>{''.join(items)}</channel></rss>"
+    )
+    fast, slow, _ = both_ways(document.encode(), headers)
+    assert fast == slow
