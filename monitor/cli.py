@@ -820,15 +820,24 @@ def search(
     """
     color = sys.stdout.isatty() and not as_json
     mark = ("\x1b[1;33m", "\x1b[0m") if color else ("[", "]") if not as_json else ("", "")
-    store = _open_store(settings_for(config_path), readonly=True)
+    settings = settings_for(config_path)
+    _catch_up_search_index(settings)
+    store = _open_store(settings, readonly=True)
     try:
         rows = store.search(
             query, limit=limit, feed=feed, since=_moment(since, "--since"), mark=mark
         )
+        behind = store.unindexed()
     except MonitorError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         store.close()
+    if behind:
+        click.echo(
+            f"note: the {behind} newest articles are not in the search index yet "
+            "(the daemon adds them within seconds; this user cannot write the database)",
+            err=True,
+        )
     if _listed(rows, as_json, "No stored article matches."):
         return
     for row in rows:
@@ -836,6 +845,27 @@ def search(
         click.echo(f"{row['seen_at']}  [{row['feed']}] {_printable(row['title'])}{rules}")
         click.echo(f"    {_printable(row['snippet'])}")
         click.echo(f"    {row['link']}")
+
+
+def _catch_up_search_index(settings: Settings) -> None:
+    """Index what the daemon has not yet (it does so every few seconds; when it is not
+    running, nobody would), if this user may write the database; else leave it be."""
+    from monitor.store import INDEX_BATCH, Store
+
+    path = settings.database
+    if not (path.is_file() and os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+        return
+    try:
+        store = Store(path)
+    except MonitorError:
+        return
+    try:
+        while store.index_search() == INDEX_BATCH:
+            pass
+    except MonitorError:
+        pass  # busy, or not writable after all: searched as it is
+    finally:
+        store.close()
 
 
 def _printable(text: str) -> str:

@@ -23,6 +23,7 @@ import random
 import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,7 +37,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor import systemd
 from monitor.config import Settings, load_settings
 from monitor.deliver import Channel, build_channels, deliver_due
-from monitor.errors import ConfigError, ConfigErrors
+from monitor.errors import ConfigError, ConfigErrors, StorageBusy, StorageError
 from monitor.fetch import Fetcher
 from monitor.match import Matcher
 from monitor.metrics import Metrics
@@ -45,7 +46,7 @@ from monitor.models import Digest, FeedConfig, PendingDelivery
 from monitor.parse import ParsePool
 from monitor.pipeline import PollContext, in_flight, poll_feed, refresh_vocabulary
 from monitor.ruleset import load_rules, resolve_references, rule_files
-from monitor.store import Store
+from monitor.store import INDEX_BATCH, Store
 from monitor.stories import Vocabulary
 from monitor.text import word_frequencies
 
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 STOP_GRACE = 10.0
 #: The first retention run comes this long after the start.
 RETENTION_DELAY = timedelta(minutes=5)
+#: Seconds between search index updates (each adds what was stored since).
+INDEX_EVERY = 2.0
 #: Settings that a reload cannot change in a running daemon (they need a restart).
 RESTART_ONLY = (
     "database",
@@ -159,6 +162,9 @@ class Daemon:
         self._wakes: set[asyncio.Event] = set()
         self._polls: set[asyncio.Task[object]] = set()
         self._store: Store | None = None
+        #: The search indexer's thread and its own connection (see _index_search).
+        self._indexer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="search-index")
+        self._index_store: Store | None = None
         #: Word rarity of recent articles, for story clustering; refreshed hourly.
         self.vocabulary = Vocabulary()
         self.metrics = Metrics()
@@ -336,6 +342,33 @@ class Daemon:
             await asyncio.sleep(0)
         log.info("pruned %s", " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
 
+    async def _index_search(self) -> None:
+        """Bring the search index up to date (Store.index_search), in short batches on a
+        thread of its own with its own connection: FTS5 tokenising runs in SQLite, which
+        lets go of the GIL, so it uses the other core instead of the poll loop's time."""
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            try:
+                added = await loop.run_in_executor(self._indexer, self._index_batch)
+            except StorageBusy:
+                return  # another process holds the database: the next run goes on
+            except StorageError as exc:
+                log.warning("search_index_failed error=%s (retried)", exc)
+                return
+            if added < INDEX_BATCH:
+                return
+
+    def _index_batch(self) -> int:
+        # On the indexer's thread: its connection is made and used there only.
+        if self._index_store is None:
+            self._index_store = Store(self.settings.database)
+        return self._index_store.index_search()
+
+    def _close_indexer(self) -> None:
+        if self._index_store is not None:
+            self._index_store.close()
+            self._index_store = None
+
     async def _heartbeat(self) -> None:
         """Runs on the scheduler's event loop: proof for /health and the systemd
         watchdog that the loop is not stuck."""
@@ -425,6 +458,7 @@ class Daemon:
             (self._check_files, IntervalTrigger(seconds=settings.reload_interval), [], "reload"),
             (self._heartbeat, IntervalTrigger(seconds=self._beat_every()), [], "heartbeat"),
             (self._gauges, IntervalTrigger(minutes=1), [store], "metrics:gauges"),
+            (self._index_search, IntervalTrigger(seconds=INDEX_EVERY), [], "search:index"),
         )
         for job, trigger, args, job_id in housekeeping:
             scheduler.add_job(
@@ -470,6 +504,9 @@ class Daemon:
             await fetcher.aclose()
             if server is not None:
                 server.close()
+            # A batch being indexed is finished first (the thread runs one thing at a time).
+            await asyncio.get_running_loop().run_in_executor(self._indexer, self._close_indexer)
+            self._indexer.shutdown(wait=True)
             store.close()
             self._store = None
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -60,6 +60,8 @@ _REALERT_VALUES = {
 }
 #: Rows deleted per retention transaction.
 PRUNE_BATCH = 500
+#: Articles added to the search index per transaction (about 0.25 ms each).
+INDEX_BATCH = 200
 #: Why the hits of a feed's first poll were not alerted (baseline).
 BASELINE_MUTED = "baseline: the feed's first poll"
 #: Alerts listed in one digest message (the rest are counted).
@@ -411,6 +413,39 @@ def _search_and_retention(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX story_alerts_hit ON story_alerts (hit_id)")
     db.execute("CREATE INDEX deliveries_in_digest ON deliveries (in_digest)")
     db.execute("CREATE INDEX articles_feed_seen ON articles (feed, seen_at)")
+
+
+@migrations(name="0009_search_index_behind")
+def _search_index_behind(db: sqlite_utils.Database) -> None:
+    # The search index is filled by Store.index_search, off the poll's transaction (FTS5
+    # tokenising was most of the cost of storing an article): `fts_state.indexed` is the
+    # highest article id indexed, and only those are taken out again when an article is
+    # deleted or changed (an FTS5 'delete' of a row that was never added corrupts it).
+    # Ids are never given out twice (retention keeps the newest article), so every
+    # article above `indexed` is one still to index.
+    db.execute("DROP TRIGGER articles_fts_insert")
+    db.execute("DROP TRIGGER articles_fts_delete")
+    db.execute("DROP TRIGGER articles_fts_update")
+    db.execute("""
+        CREATE TABLE fts_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            indexed INTEGER NOT NULL
+        )""")
+    db.execute("INSERT INTO fts_state (id, indexed) SELECT 1, coalesce(max(id), 0) FROM articles")
+    db.execute("""
+        CREATE TRIGGER articles_fts_delete AFTER DELETE ON articles
+        WHEN old.id <= (SELECT indexed FROM fts_state) BEGIN
+            INSERT INTO articles_fts (articles_fts, rowid, title, summary, content)
+            VALUES ('delete', old.id, old.title, old.summary, old.content);
+        END""")
+    db.execute("""
+        CREATE TRIGGER articles_fts_update AFTER UPDATE OF title, summary, content
+        ON articles WHEN old.id <= (SELECT indexed FROM fts_state) BEGIN
+            INSERT INTO articles_fts (articles_fts, rowid, title, summary, content)
+            VALUES ('delete', old.id, old.title, old.summary, old.content);
+            INSERT INTO articles_fts (rowid, title, summary, content)
+            VALUES (new.id, new.title, new.summary, new.content);
+        END""")
 
 
 @contextlib.contextmanager
@@ -1191,6 +1226,40 @@ class Store:
                 f'cannot search for {query!r}: {exc}; write words, "exact phrases", '
                 "AND, OR, NOT, prefix* or title:word"
             ) from exc
+
+    def index_search(self, batch: int = INDEX_BATCH) -> int:
+        """Add up to ``batch`` articles not yet in the search index, oldest first, in one
+        short transaction; return how many (fewer than ``batch``: it is up to date)."""
+        try:
+            with _busy(self.path), self.db.atomic():
+                start = self.unindexed_from()
+                row = self.db.execute(
+                    "SELECT max(id), count(*) FROM (SELECT id FROM articles WHERE id > ? "
+                    "ORDER BY id LIMIT ?)",
+                    [start, batch],
+                ).fetchone()
+                if not row[1]:
+                    return 0
+                self.db.execute(
+                    """INSERT INTO articles_fts (rowid, title, summary, content)
+                       SELECT id, title, summary, content FROM articles
+                       WHERE id > ? AND id <= ?""",
+                    [start, row[0]],
+                )
+                self.db.execute("UPDATE fts_state SET indexed = ?", [row[0]])
+                return int(row[1])
+        except sqlite3.Error as exc:  # StorageBusy (locked) passes: worth trying again
+            raise StorageError(f"{self.path}: cannot update the search index: {exc}") from exc
+
+    def unindexed_from(self) -> int:
+        """The highest article id in the search index: every later one is not yet."""
+        return one_value(self.db, "SELECT indexed FROM fts_state")
+
+    def unindexed(self) -> int:
+        """How many articles the search index does not have yet."""
+        return one_value(
+            self.db, "SELECT count(*) FROM articles WHERE id > ?", self.unindexed_from()
+        )
 
     def stats(self, now: datetime) -> dict[str, Any]:
         """What the database holds, for `news-monitor stats`."""

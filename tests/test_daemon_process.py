@@ -121,6 +121,13 @@ def test_daemon_polls_alerts_stops_and_restarts_without_repeating_alerts(
     wait_for(lambda: delivery_states(db) == expected, message="all four deliveries sent")
     # The next poll sends the validators and gets a 304.
     wait_for(lambda: feed_server.not_modified["wire.xml"] >= 1, message="a 304 poll")
+    # The daemon adds what it stored to the search index by itself, within seconds.
+    wait_for(
+        lambda: query(db, "SELECT indexed FROM fts_state") == [(3,)],
+        message="the three articles in the search index",
+    )
+    found = query(db, "SELECT rowid FROM articles_fts WHERE articles_fts MATCH 'sanction OR troop'")
+    assert len(found) == 2
 
     assert daemon.terminate() == 0, daemon.stderr()
     assert "Traceback" not in daemon.stderr()

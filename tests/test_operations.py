@@ -51,7 +51,30 @@ STORED = [
 def filled(store: Store, clock: Clock) -> Store:
     for uid, title, text in STORED:
         save(store, clock, [(article(uid, title, text), [hit()] if uid == "a1" else [])])
+    assert store.search("sanction") == []  # stored, not yet indexed (the daemon's job)
+    assert store.unindexed() == 3
+    assert store.index_search(batch=2) == 2
+    assert store.index_search(batch=2) == 1
+    assert store.index_search() == 0 and store.unindexed() == 0
     return store
+
+
+def test_the_search_index_survives_deleting_indexed_and_unindexed_articles(
+    store: Store, clock: Clock
+) -> None:
+    for uid, title, text in STORED:
+        save(store, clock, [(article(uid, title, text), [])])
+    assert store.index_search(batch=1) == 1  # a1; a2 and a3 wait
+    # As retention deletes: never the newest article (its id would be given out again).
+    store.db.execute("DELETE FROM articles WHERE uid IN ('a1', 'a2')")
+    store.db.execute("INSERT INTO articles_fts (articles_fts) VALUES ('integrity-check')")
+    assert store.search("sanction") == [] and store.unindexed() == 1
+    save(store, clock, [(article("a4", "New sanctions package", "More of them."), [])])
+    assert store.index_search() == 2 and store.unindexed() == 0
+    assert [r["link"][-2:] for r in store.search("sanction OR drills")] == ["a4", "a3"]
+    # The index now matches the articles exactly (rank 1: against the content table too);
+    # an FTS5 'delete' of the row that was never added would have broken it.
+    store.db.execute("INSERT INTO articles_fts (articles_fts, rank) VALUES ('integrity-check', 1)")
 
 
 def test_search_ranks_stems_highlights_and_filters(filled: Store, clock: Clock) -> None:
@@ -166,7 +189,7 @@ def test_migrations_run_in_order_and_a_newer_database_is_refused(tmp_path: Path)
     with sqlite3.connect(path) as conn:
         names = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
         assert names == sorted(names) and names[0] == "0001_initial"
-        assert names[-1] == "0008_search_and_retention"
+        assert names[-1] == "0009_search_index_behind"
         conn.execute(
             "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
             "VALUES ('news-monitor', '0099_from_the_future', '2030-01-01')"
