@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gzip
 import io
 import json
@@ -593,13 +594,21 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
         "rules": len(matcher.rules),
         "cycles": [],
     }
+    polls_done = asyncio.Event()
     try:
         for number in (1, 2):
             profile = cProfile.Profile() if args.profile else None
             meter.start()
             if profile is not None:
                 profile.enable()
+            # The daemon's search indexer runs beside the polls, on its own thread and
+            # connection, every 2 s (monitor.daemon: _index_search); the cycle ends when
+            # everything stored is also searchable.
+            indexing = asyncio.ensure_future(_index_until(store.path, polls_done))
             results = await asyncio.gather(*(poll_feed(f, matcher, ctx) for f in feeds))
+            polls_done.set()
+            await indexing
+            polls_done.clear()
             if profile is not None:
                 profile.disable()
             workers = {p.pid for p in pool.processes if p.pid is not None}
@@ -626,6 +635,38 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
         await fetcher.aclose()
         store.close()
     return out
+
+
+async def _index_until(path: Path, polls_done: asyncio.Event) -> None:
+    """What the daemon's search index job does, until the polls are done and the index
+    has caught up with them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from monitor.daemon import INDEX_EVERY
+    from monitor.store import INDEX_BATCH, Store
+
+    thread = ThreadPoolExecutor(max_workers=1)
+    loop = asyncio.get_running_loop()
+    stores: list[Store] = []
+
+    def batch() -> int:
+        if not stores:
+            stores.append(Store(path))
+        return stores[0].index_search()
+
+    try:
+        while True:
+            done = polls_done.is_set()
+            while await loop.run_in_executor(thread, batch) == INDEX_BATCH:
+                pass
+            if done:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(polls_done.wait(), INDEX_EVERY)
+    finally:
+        if stores:
+            await loop.run_in_executor(thread, stores[0].close)
+        thread.shutdown()
 
 
 def _reader(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:

@@ -482,6 +482,7 @@ class Store:
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
+        self.readonly = readonly
         try:
             if readonly:
                 if not path.exists():
@@ -521,6 +522,30 @@ class Store:
 
     def close(self) -> None:
         self.db.conn.close()
+
+    @contextlib.contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """A write transaction. BEGIN IMMEDIATE takes the write lock first (waiting up to
+        the busy timeout): a transaction that reads before it writes, begun deferred,
+        fails at its first write if another connection (the search indexer, a command)
+        committed in between, and in WAL mode no timeout helps with that. Nested: a
+        savepoint, as sqlite-utils makes one."""
+        conn = self.db.conn
+        if conn.in_transaction or self.readonly:
+            with self.db.atomic():
+                yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.rollback()
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            self.db.rollback()
+            raise
 
     # --- feeds ----------------------------------------------------------------------------
 
@@ -567,7 +592,7 @@ class Store:
         URLs are stored masked: credentials in feed URLs never reach the database file.
         """
         ok = error is None
-        with self.db.atomic():
+        with self._atomic():
             self.db.execute(
                 """
                 INSERT INTO feeds (name, url, last_fetch, last_outcome) VALUES (?, ?, ?, ?)
@@ -611,7 +636,7 @@ class Store:
         if not flags or set(flags) - allowed:
             raise ValueError(f"flags must be among {sorted(allowed)}")
         assignments = ", ".join(f"{k} = ?" for k in flags)
-        with self.db.atomic():
+        with self._atomic():
             self.db.execute(
                 f"UPDATE feeds SET {assignments} WHERE name = ?", [*flags.values(), name]
             )
@@ -682,7 +707,7 @@ class Store:
         cutoff = stamp(now - quiet)
         delivery_ids: list[int] = []
         try:
-            with self.db.atomic():
+            with self._atomic():
                 for article, hits in matched:
                     stored = self._join_story(article, seen, cutoff, vocabulary)
                     if stored is None:
@@ -1051,7 +1076,7 @@ class Store:
         """Rebuild the index keys of the ``limit`` newest indexed articles under the
         vocabulary's common words (called when they changed a lot: a new database's
         first estimates). Returns the articles rekeyed."""
-        with self.db.atomic():
+        with self._atomic():
             rows = self.db.execute(
                 "SELECT article_id, words FROM story_sketches ORDER BY article_id DESC LIMIT ?",
                 [limit],
@@ -1068,7 +1093,7 @@ class Store:
     def prune_story_index(self, before: datetime) -> int:
         """Forget the sketches of articles seen before ``before`` (the story quiet period):
         new articles are compared with recent ones only. Returns the articles forgotten."""
-        with self.db.atomic():
+        with self._atomic():
             row = self.db.execute(
                 "SELECT min(id) FROM articles WHERE seen_at >= ?", [stamp(before)]
             ).fetchone()
@@ -1081,7 +1106,7 @@ class Store:
 
     def record_rules(self, rules: Iterable[Rule], now: datetime) -> None:
         """Remember the ruleset the daemon now runs: exactly these versions are active."""
-        with self.db.atomic():
+        with self._atomic():
             self.db.execute("UPDATE rule_versions SET active = 0 WHERE active = 1")
             for rule in rules:
                 self.db.execute(
@@ -1231,7 +1256,7 @@ class Store:
         """Add up to ``batch`` articles not yet in the search index, oldest first, in one
         short transaction; return how many (fewer than ``batch``: it is up to date)."""
         try:
-            with _busy(self.path), self.db.atomic():
+            with _busy(self.path), self._atomic():
                 start = self.unindexed_from()
                 row = self.db.execute(
                     "SELECT max(id), count(*) FROM (SELECT id FROM articles WHERE id > ? "
@@ -1349,7 +1374,7 @@ class Store:
         args = self._prune_args(now, articles, hits, quiet)
         try:
             while True:
-                with self.db.atomic():
+                with self._atomic():
                     ids = [r[0] for r in self.db.execute(f"{old_hits} LIMIT ?", [*args[0], batch])]
                     marks = ",".join("?" * len(ids))
                     if ids:
@@ -1358,7 +1383,7 @@ class Store:
                     break
                 yield {"hits": len(ids)}
             while True:
-                with self.db.atomic():
+                with self._atomic():
                     ids = [
                         r[0] for r in self.db.execute(f"{old_articles} LIMIT ?", [*args[1], batch])
                     ]
@@ -1377,7 +1402,7 @@ class Store:
                     break
                 yield {"articles": len(ids)}
             hit_cutoff = args[0][0]
-            with self.db.atomic():
+            with self._atomic():
                 notices = self.db.execute(
                     """DELETE FROM notices WHERE created_at < ? AND NOT EXISTS
                        (SELECT 1 FROM deliveries d WHERE d.notice_id = notices.id
@@ -1620,7 +1645,7 @@ class Store:
     ) -> int:
         """Store a system notice and one pending delivery per channel, in one transaction."""
         seen = stamp(now)
-        with self.db.atomic():
+        with self._atomic():
             cursor = self.db.execute(
                 """INSERT INTO notices (kind, subject, title, body, created_at)
                    VALUES (?, ?, ?, ?, ?)""",
@@ -1637,7 +1662,7 @@ class Store:
 
     def mark_sent(self, delivery_id: int, now: datetime) -> None:
         """Record a delivery as sent; StorageBusy if the database stays locked."""
-        with _busy(self.path), self.db.atomic():
+        with _busy(self.path), self._atomic():
             self.db.execute(
                 """UPDATE deliveries SET status = 'sent', sent_at = ?, last_error = NULL,
                        attempts = attempts + 1 WHERE id = ?""",
@@ -1656,7 +1681,7 @@ class Store:
         """Record a failed attempt and when to try again. A delivery queued more than
         ``max_age`` seconds before ``now`` is given up instead: marked dead (True)."""
         dead = False
-        with _busy(self.path), self.db.atomic():
+        with _busy(self.path), self._atomic():
             if now is not None and max_age is not None:
                 row = self.db.execute(
                     "SELECT queued_at FROM deliveries WHERE id = ?", [delivery_id]
@@ -1674,7 +1699,7 @@ class Store:
     def defer(self, delivery_id: int, batch: str, release_at: datetime) -> None:
         """Hold a pending delivery back for the digest ``batch`` of its channel, which goes
         out at ``release_at`` (the earliest release time of its members wins)."""
-        with self.db.atomic():
+        with self._atomic():
             self.db.execute(
                 """UPDATE deliveries SET status = 'deferred', batch = ?, release_at = ?
                    WHERE id = ? AND status = 'pending'""",
@@ -1689,7 +1714,7 @@ class Store:
             where = f" AND channel IN ({','.join('?' * len(channels))})"
             args = list(channels)
         made = 0
-        with self.db.atomic():
+        with self._atomic():
             due = self.db.execute(
                 f"""SELECT channel, batch FROM deliveries WHERE status = 'deferred'{where}
                     GROUP BY channel, batch HAVING min(release_at) <= ?""",
@@ -1734,7 +1759,7 @@ class Store:
             return 0
         column = {"rule": "h.rule", "feed": "a.feed", "story": "CAST(a.story_id AS TEXT)"}
         muted = 0
-        with self.db.atomic():
+        with self._atomic():
             for silence_id, kind, target in active:
                 reason = f"silenced: {kind} {target} (silence #{silence_id})"
                 ids = [
@@ -1800,7 +1825,7 @@ class Store:
         """Queue deliveries again (``ids``, or with ``dead`` every dead one): due now, their
         max age counted afresh. Sent deliveries are sent again only when named."""
         seen = stamp(now)
-        with self.db.atomic():
+        with self._atomic():
             if dead:
                 cursor = self.db.execute(
                     """UPDATE deliveries SET status = 'pending', next_attempt_at = ?,
@@ -1823,7 +1848,7 @@ class Store:
     def add_silence(
         self, kind: str, target: str, until: datetime, now: datetime, reason: str = ""
     ) -> int:
-        with self.db.atomic():
+        with self._atomic():
             cursor = self.db.execute(
                 """INSERT INTO silences (kind, target, until, reason, created_at)
                    VALUES (?, ?, ?, ?, ?)""",
@@ -1846,7 +1871,7 @@ class Store:
         return rows
 
     def lift_silence(self, silence_id: int, now: datetime) -> bool:
-        with self.db.atomic():
+        with self._atomic():
             cursor = self.db.execute(
                 "UPDATE silences SET lifted_at = ? WHERE id = ? AND lifted_at IS NULL",
                 [stamp(now), silence_id],
@@ -1855,7 +1880,7 @@ class Store:
 
     def postpone(self, delivery_id: int, until: datetime) -> None:
         """Try a pending delivery no sooner than ``until`` (a digest during quiet hours)."""
-        with self.db.atomic():
+        with self._atomic():
             self.db.execute(
                 "UPDATE deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending'",
                 [stamp(until), delivery_id],

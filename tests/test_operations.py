@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from conftest import Clock, write_project
 
 from monitor.cli import main
-from monitor.errors import StorageError
+from monitor.errors import StorageBusy, StorageError
 from monitor.models import Article, Hit
 from monitor.store import Store
 
@@ -255,3 +255,20 @@ def test_daemon_serves_metrics_and_health(
     with urllib.request.urlopen(base + "health", timeout=5) as response:
         assert response.status == 200
     assert daemon.terminate() == 0, daemon.stderr()
+
+
+def test_write_transactions_take_the_lock_before_they_read(tmp_path: Path) -> None:
+    # A transaction begun deferred that reads, then writes, fails at once if another
+    # connection (the search indexer) committed in between: WAL gives no timeout for that.
+    # So the store takes the write lock when it begins, and the other writer waits.
+    first, second = Store(tmp_path / "news.db"), Store(tmp_path / "news.db")
+    second.db.conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        with first._atomic():
+            first.db.execute("SELECT count(*) FROM articles").fetchone()
+            with pytest.raises(StorageBusy):
+                second.index_search()
+        assert second.index_search() == 0  # free again after the commit
+    finally:
+        first.close()
+        second.close()
