@@ -159,7 +159,7 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
     hit_count = 0
     for article in new:
         hits = found[article.uid]
-        if hits is None:  # not matched yet (an id stored when the poll began, gone since)
+        if hits is None:  # not matched by the worker (ctx.parse, or an id sent as known)
             hits = matcher.match(article)
         hits = [replace(hit, channels=hit.channels or tuple(ctx.default_channels)) for hit in hits]
         for hit in hits:

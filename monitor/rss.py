@@ -44,6 +44,8 @@ from feedparser.util import FeedParserDict
 _READ = frozenset(
     "title link guid description pubdate author category content_encoded dc_creator dc_date".split()
 )
+#: The attributes a read element may have (any other: feedparser treats it otherwise).
+_ATTRIBUTES = {"guid": frozenset({"ispermalink"}), "category": frozenset({"domain"})}
 #: Item children feedparser handles in ways that do not touch what is read here.
 _HARMLESS = frozenset("comments enclosure source".split())
 #: The entry keys monitor.parse reads, and what an unknown element must not be stored as.
@@ -118,8 +120,7 @@ class _Reader:
         if fp_name in _READ:
             if fp_name in self.seen and fp_name != "category":
                 raise _Bail
-            allowed = {"guid": {"ispermalink"}, "category": {"domain"}}.get(fp_name, set())
-            if not set(attrs) <= allowed:
+            if not attrs.keys() <= _ATTRIBUTES.get(fp_name, frozenset()):
                 raise _Bail
             self.seen.add(fp_name)
         elif fp_name in _HARMLESS:
@@ -155,7 +156,7 @@ class _Reader:
         elif child == "guid":
             permalink = self.attrs.get("ispermalink", "true") == "true"
             if permalink:
-                value = _text([_uri("".join(self.pieces).strip())])
+                value = _uri(value)  # feedparser resolves a permalink guid as a link
             entry["id"] = value
             entry.setdefault("guidislink", permalink and "link" not in entry)
             if permalink:

@@ -1257,7 +1257,7 @@ class Store:
         short transaction; return how many (fewer than ``batch``: it is up to date)."""
         try:
             with _busy(self.path), self._atomic():
-                start = self.unindexed_from()
+                start = self.indexed_up_to()
                 row = self.db.execute(
                     "SELECT max(id), count(*) FROM (SELECT id FROM articles WHERE id > ? "
                     "ORDER BY id LIMIT ?)",
@@ -1276,14 +1276,14 @@ class Store:
         except sqlite3.Error as exc:  # StorageBusy (locked) passes: worth trying again
             raise StorageError(f"{self.path}: cannot update the search index: {exc}") from exc
 
-    def unindexed_from(self) -> int:
+    def indexed_up_to(self) -> int:
         """The highest article id in the search index: every later one is not yet."""
         return one_value(self.db, "SELECT indexed FROM fts_state")
 
     def unindexed(self) -> int:
         """How many articles the search index does not have yet."""
         return one_value(
-            self.db, "SELECT count(*) FROM articles WHERE id > ?", self.unindexed_from()
+            self.db, "SELECT count(*) FROM articles WHERE id > ?", self.indexed_up_to()
         )
 
     def stats(self, now: datetime) -> dict[str, Any]:
