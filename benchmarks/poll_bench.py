@@ -638,35 +638,21 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
 
 
 async def _index_until(path: Path, polls_done: asyncio.Event) -> None:
-    """What the daemon's search index job does, until the polls are done and the index
-    has caught up with them."""
-    from concurrent.futures import ThreadPoolExecutor
+    """What the daemon's search index job does (monitor.daemon.SearchIndexer, every
+    INDEX_EVERY seconds), until the polls are done and the index has caught up."""
+    from monitor.daemon import INDEX_EVERY, SearchIndexer
 
-    from monitor.daemon import INDEX_EVERY
-    from monitor.store import INDEX_BATCH, Store
-
-    thread = ThreadPoolExecutor(max_workers=1)
-    loop = asyncio.get_running_loop()
-    stores: list[Store] = []
-
-    def batch() -> int:
-        if not stores:
-            stores.append(Store(path))
-        return stores[0].index_search()
-
+    indexer = SearchIndexer(path)
     try:
         while True:
             done = polls_done.is_set()
-            while await loop.run_in_executor(thread, batch) == INDEX_BATCH:
-                pass
+            await indexer.catch_up()
             if done:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(polls_done.wait(), INDEX_EVERY)
     finally:
-        if stores:
-            await loop.run_in_executor(thread, stores[0].close)
-        thread.shutdown()
+        await indexer.close()
 
 
 def _reader(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:

@@ -850,7 +850,7 @@ def search(
 def _catch_up_search_index(settings: Settings) -> None:
     """Index what the daemon has not yet (it does so every few seconds; when it is not
     running, nobody would), if this user may write the database; else leave it be."""
-    from monitor.store import INDEX_BATCH, Store
+    from monitor.store import Store
 
     path = settings.database
     if not (path.is_file() and os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
@@ -860,8 +860,7 @@ def _catch_up_search_index(settings: Settings) -> None:
     except MonitorError:
         return
     try:
-        while store.index_search() == INDEX_BATCH:
-            pass
+        store.catch_up_search()
     except MonitorError:
         pass  # busy, or not writable after all: searched as it is
     finally:

@@ -21,6 +21,7 @@ import logging
 import os
 import random
 import signal
+import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +47,7 @@ from monitor.models import Digest, FeedConfig, PendingDelivery
 from monitor.parse import ParsePool
 from monitor.pipeline import PollContext, in_flight, poll_feed, refresh_vocabulary
 from monitor.ruleset import load_rules, resolve_references, rule_files
-from monitor.store import INDEX_BATCH, Store
+from monitor.store import Store
 from monitor.stories import Vocabulary
 from monitor.text import word_frequencies
 
@@ -144,6 +145,38 @@ def rules_signature(directory: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(out)
 
 
+class SearchIndexer:
+    """Keeps the search index up to date (Store.catch_up_search) from a thread of its own
+    with its own connection: FTS5 tokenising runs in SQLite, which lets go of the GIL,
+    so it uses another core instead of the poll loop's time."""
+
+    def __init__(self, database: Path) -> None:
+        self._database = database
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="search-index")
+        self._store: Store | None = None  # made and used on the thread only
+        self._closing = threading.Event()
+
+    async def catch_up(self) -> int:
+        """Index what was stored since; how many articles that was."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._catch_up)
+
+    def _catch_up(self) -> int:
+        if self._store is None:
+            self._store = Store(self._database)
+        return self._store.catch_up_search(stop=self._closing.is_set)
+
+    async def close(self) -> None:
+        """Stop after the batch being indexed (the rest waits for the next start)."""
+        self._closing.set()
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
+        self._thread.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
 class Daemon:
     def __init__(
         self,
@@ -162,9 +195,7 @@ class Daemon:
         self._wakes: set[asyncio.Event] = set()
         self._polls: set[asyncio.Task[object]] = set()
         self._store: Store | None = None
-        #: The search indexer's thread and its own connection (see _index_search).
-        self._indexer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="search-index")
-        self._index_store: Store | None = None
+        self._indexer = SearchIndexer(settings.database)
         #: Word rarity of recent articles, for story clustering; refreshed hourly.
         self.vocabulary = Vocabulary()
         self.metrics = Metrics()
@@ -343,31 +374,13 @@ class Daemon:
         log.info("pruned %s", " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
 
     async def _index_search(self) -> None:
-        """Bring the search index up to date (Store.index_search), in short batches on a
-        thread of its own with its own connection: FTS5 tokenising runs in SQLite, which
-        lets go of the GIL, so it uses the other core instead of the poll loop's time."""
-        loop = asyncio.get_running_loop()
-        while not self._stop.is_set():
-            try:
-                added = await loop.run_in_executor(self._indexer, self._index_batch)
-            except StorageBusy:
-                return  # another process holds the database: the next run goes on
-            except StorageError as exc:
-                log.warning("search_index_failed error=%s (retried)", exc)
-                return
-            if added < INDEX_BATCH:
-                return
-
-    def _index_batch(self) -> int:
-        # On the indexer's thread: its connection is made and used there only.
-        if self._index_store is None:
-            self._index_store = Store(self.settings.database)
-        return self._index_store.index_search()
-
-    def _close_indexer(self) -> None:
-        if self._index_store is not None:
-            self._index_store.close()
-            self._index_store = None
+        """The search index brought up to date (see SearchIndexer)."""
+        try:
+            await self._indexer.catch_up()
+        except StorageBusy:
+            pass  # another process holds the database: the next run goes on
+        except StorageError as exc:
+            log.warning("search_index_failed error=%s (retried)", exc)
 
     async def _heartbeat(self) -> None:
         """Runs on the scheduler's event loop: proof for /health and the systemd
@@ -504,9 +517,7 @@ class Daemon:
             await fetcher.aclose()
             if server is not None:
                 server.close()
-            # A batch being indexed is finished first (the thread runs one thing at a time).
-            await asyncio.get_running_loop().run_in_executor(self._indexer, self._close_indexer)
-            self._indexer.shutdown(wait=True)
+            await self._indexer.close()
             store.close()
             self._store = None
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -12,7 +12,7 @@ import contextlib
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -1275,6 +1275,17 @@ class Store:
                 return int(row[1])
         except sqlite3.Error as exc:  # StorageBusy (locked) passes: worth trying again
             raise StorageError(f"{self.path}: cannot update the search index: {exc}") from exc
+
+    def catch_up_search(self, stop: Callable[[], bool] = lambda: False) -> int:
+        """:meth:`index_search` until the index is up to date (or ``stop()``), one short
+        transaction per batch; return how many articles were added."""
+        added = 0
+        while not stop():
+            batch = self.index_search()
+            added += batch
+            if batch < INDEX_BATCH:
+                break
+        return added
 
     def indexed_up_to(self) -> int:
         """The highest article id in the search index: every later one is not yet."""
