@@ -1160,13 +1160,13 @@ class Store:
             )
         ]
 
-    def recent_story_words(self, limit: int = 2000) -> list[frozenset[int]]:
+    def recent_story_words(self, limit: int = 2000) -> Iterator[frozenset[int]]:
         """The content words (hashes, as stored in its sketch) of the newest article of
         each of the ``limit`` most recently active stories among the last ``25 x limit``
         sketched articles (word rarity for story clustering; bounded so a large database
         costs the same, and read from the stored sketches rather than the text, which
-        would have to be split and folded again)."""
-        return [
+        would have to be split and folded again), one at a time."""
+        return (
             unpack(row[0])
             for row in self.db.execute(
                 """SELECT words FROM story_sketches WHERE article_id IN
@@ -1176,7 +1176,7 @@ class Store:
                         GROUP BY story_id ORDER BY max(article_id) DESC LIMIT ?)""",
                 [limit * 25, limit],
             )
-        ]
+        )
 
     def article_seen(self, article_id: int) -> str:
         row = self.db.execute("SELECT seen_at FROM articles WHERE id = ?", [article_id]).fetchone()

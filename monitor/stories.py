@@ -203,19 +203,20 @@ class Vocabulary:
         story carried by many outlets does not make its own names look common. True if
         the common words changed enough for stored articles' keys to be rebuilt (the
         first estimates of a new database)."""
-        return self.refresh_words([content_words(text) for text in texts])
+        return self.refresh_words(content_words(text) for text in texts)
 
-    def refresh_words(self, word_sets: Sequence[frozenset[int]]) -> bool:
+    def refresh_words(self, word_sets: Iterable[frozenset[int]]) -> bool:
         """:meth:`refresh` from the texts' :func:`content_words` (as story sketches
-        store them)."""
+        store them), counted one at a time (2,000 word sets held at once are 16 MB)."""
         before = self.common
         warming = self.sampled < self.SAMPLE
         self._stored = 0
-        self.sampled = len(word_sets)
         counts: Counter[int] = Counter()
+        total = 0
         for found in word_sets:
             counts.update(found)
-        total = len(word_sets)
+            total += 1
+        self.sampled = total
         weights: dict[int, float] = {}
         self._unseen = 1.0
         if total and total >= self._minimum:
