@@ -285,14 +285,12 @@ class _Reader:
                 spec.pos("format"),
             )
             fmt = None
-        timezone = self.string(spec, "timezone", "UTC") or "UTC"
-        if zone(timezone) is None:
-            self.error(
-                f"channel {name!r}: unknown time zone {timezone!r}; use an IANA name such as "
-                "Europe/Kyiv or UTC",
-                spec.pos("timezone"),
-            )
-            timezone = "UTC"
+        timezone = check_timezone(
+            self.string(spec, "timezone", "UTC") or "UTC",
+            spec.pos("timezone"),
+            self.error,
+            f"channel {name!r}: ",
+        )
         quiet = None
         if "quiet_hours" in spec:
             quiet = parse_quiet_hours(str(spec["quiet_hours"]), timezone)
@@ -372,10 +370,7 @@ class _Reader:
                     f"feed {name!r}: url must start with http:// or https://", item.pos("url")
                 )
             interval = self.duration(item, "interval", 900.0, 1.0)
-            enabled = item.get("enabled", True)
-            if not isinstance(enabled, bool):
-                self.error("`enabled` must be true or false", item.pos("enabled"))
-                enabled = True
+            enabled = self.flag(item, "enabled", True)
             tags = self.names(item, "tags")
             silence = self.duration(item, "silence", -1.0, 0.0) if "silence" in item else None
             baseline = self.flag(item, "baseline", None)
@@ -427,6 +422,17 @@ def read_template(data: YamlMap, key: str, error: ErrorSink) -> Template | None:
             continue
         parts[part] = source
     return Template(title=parts.get("title"), body=parts.get("body")) if parts else None
+
+
+def check_timezone(timezone: str, pos: tuple[int, int], error: ErrorSink, prefix: str = "") -> str:
+    """``timezone`` if it is an IANA time zone name, else "UTC" and an error."""
+    if zone(timezone) is None:
+        error(
+            f"{prefix}unknown time zone {timezone!r}; use an IANA name such as Europe/Kyiv or UTC",
+            pos,
+        )
+        return "UTC"
+    return timezone
 
 
 def read_cron(data: YamlMap, key: str, timezone: str, error: ErrorSink) -> str | None:

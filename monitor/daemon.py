@@ -129,20 +129,12 @@ def files_signature(paths: Sequence[Path]) -> tuple[tuple[str, int, int, int], .
     return tuple(out)
 
 
-def rules_signature(directory: Path) -> tuple[tuple[str, int, int], ...]:
+def rules_signature(directory: Path) -> tuple[tuple[str, int, int, int], ...]:
     """What changes when a rule file is edited, added or removed."""
     try:
-        files = rule_files(directory)
+        return files_signature(rule_files(directory))
     except OSError:
         return ()
-    out = []
-    for path in files:
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        out.append((path.name, st.st_mtime_ns, st.st_size))
-    return tuple(out)
 
 
 class SearchIndexer:
@@ -357,7 +349,7 @@ class Daemon:
 
     def _status(self) -> str:
         enabled = sum(1 for f in self.settings.feeds if f.enabled)
-        return f"STATUS=polling {enabled} feeds with {len(self.matcher)} rules"
+        return systemd.status(f"polling {enabled} feeds with {len(self.matcher)} rules")
 
     async def _retention(self, store: Store) -> None:
         """Retention in short transactions, the event loop free between them (polls,
@@ -387,7 +379,7 @@ class Daemon:
         watchdog that the loop is not stuck."""
         self.metrics.beat()
         if systemd.watchdog_interval() is not None:
-            systemd.notify("WATCHDOG=1")
+            await systemd.watchdog_ping()
 
     async def _gauges(self, store: Store) -> None:
         """The outbox by state, broken and scheduled feeds (a minute apart: counting the

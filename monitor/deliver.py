@@ -23,9 +23,8 @@ from apprise.decorators import notify
 
 from monitor.errors import NotifyError, StorageBusy
 from monitor.models import AlertPolicy, ChannelConfig, Digest, PendingDelivery
-from monitor.policy import hold_back
+from monitor.policy import hold_back, quiet_end
 from monitor.render import Format, Limits, Message, format_for_url, render, render_digest
-from monitor.schedule import quiet_until
 from monitor.text import unstamp
 
 log = logging.getLogger(__name__)
@@ -346,11 +345,11 @@ def _held(
     """Defer an alert to its digest, or postpone a digest to the end of quiet hours, if
     the schedules say so; True if it is not to be sent now."""
     if isinstance(delivery, Digest):
-        if delivery.reason == "quiet-hours" or channel.config.quiet_hours is None:
+        if delivery.reason == "quiet-hours":
             return False
         if any(item.severity == "urgent" for item in delivery.items):
             return False
-        end = quiet_until(channel.config.quiet_hours, now)
+        end = quiet_end(channel.config, now)
         if end is not None:
             outbox.postpone(delivery.id, end)
             return True

@@ -126,6 +126,7 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
         )
         fetched = time.monotonic() - started
         parsed: Matched
+        known: frozenset[str] = frozenset()
         if result.not_modified:
             parsed = []
         elif ctx.parse_matched is not None:
@@ -154,12 +155,13 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
     found: dict[str, list[Hit] | None] = {}
     for article, article_hits in parsed:
         found.setdefault(article.uid, article_hits)  # unseen() keeps the first too
-    new = store.unseen(feed.name, articles)
+    # The known ids are stored: only the others need looking up.
+    new = store.unseen(feed.name, [a for a in articles if a.uid not in known])
     matched: list[tuple[Article, list[Hit]]] = []
     hit_count = 0
     for article in new:
         hits = found[article.uid]
-        if hits is None:  # not matched by the worker (ctx.parse, or an id sent as known)
+        if hits is None:  # parsed without matching (ctx.parse)
             hits = matcher.match(article)
         hits = [replace(hit, channels=hit.channels or tuple(ctx.default_channels)) for hit in hits]
         for hit in hits:

@@ -100,8 +100,15 @@ def hold_back(
         return None
     if channel.digest:
         return f"digest:channel {channel.name}", next_fire(channel.digest, channel.timezone, now)
-    if channel.quiet_hours is not None:
-        end = quiet_until(channel.quiet_hours, now)
-        if end is not None:
-            return f"quiet-hours:{channel.name}", end
+    end = quiet_end(channel, now)
+    if end is not None:
+        return f"quiet-hours:{channel.name}", end
     return None
+
+
+def quiet_end(channel: ChannelConfig, now: datetime) -> datetime | None:
+    """When the channel's quiet hours that ``now`` falls in end; None if it is not in
+    them (or the channel has none)."""
+    if channel.quiet_hours is None:
+        return None
+    return quiet_until(channel.quiet_hours, now)

@@ -316,9 +316,7 @@ def _finalizer(fmt: Format, part: Part) -> Callable[[Any], Any]:
     if fmt == "json":
 
         def literal(value: Any) -> str:
-            if isinstance(value, jinja2.Undefined):
-                value = None
-            return json.dumps(value, ensure_ascii=False, default=str)
+            return _dumps(None if isinstance(value, jinja2.Undefined) else value)
 
         return literal
     if fmt == "email":
@@ -803,9 +801,8 @@ def _body(
 
     if custom is not None:
         try:
-            attempt = render_with(custom)
-            attempt(_FULL)  # fail here, not halfway through shrinking
-            return _fit(fmt, limit, attempt, _note_line(failures, fmt), footer)
+            # A failure at any shrinking step falls back to the default body.
+            return _fit(fmt, limit, render_with(custom), _note_line(failures, fmt), footer)
         except Exception as exc:  # a broken template must not lose the alert
             failures.append(type(exc).__name__)
     return _fit(fmt, limit, render_with(default), _note_line(failures, fmt), footer)

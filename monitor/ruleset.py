@@ -33,7 +33,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from monitor.config import parse_duration, read_cron, read_template
+from monitor.config import check_timezone, parse_duration, read_cron, read_template
 from monitor.errors import ConfigError
 from monitor.models import (
     SEVERITIES,
@@ -46,7 +46,6 @@ from monitor.models import (
     Severity,
 )
 from monitor.query import QueryError, parse_query, parse_term
-from monitor.schedule import zone
 from monitor.yamlfile import YamlList, YamlMap, load_yaml, located, offset_position
 
 RULE_KEYS = (
@@ -311,13 +310,9 @@ class _RuleBuilder:
                 item.pos("realert_key"),
             )
             key = "rule"
-        timezone = self._string(item, "timezone", "UTC")
-        if zone(timezone) is None:
-            self.error(
-                f"unknown time zone {timezone!r}; use an IANA name such as Europe/Kyiv or UTC",
-                item.pos("timezone"),
-            )
-            timezone = "UTC"
+        timezone = check_timezone(
+            self._string(item, "timezone", "UTC"), item.pos("timezone"), self.error
+        )
         return AlertPolicy(
             once_per_story=once,
             min_sources=least,

@@ -717,8 +717,8 @@ class Store:
                     for hit in hits:
                         cursor = self.db.execute(
                             """INSERT INTO hits (article_id, rule, rule_version, severity,
-                                   terms, snippet, channels, created_at)
-                               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                                   terms, snippet, channels, created_at, muted)
+                               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                                ON CONFLICT (article_id, rule) DO NOTHING""",
                             [
                                 article_id,
@@ -729,6 +729,7 @@ class Store:
                                 hit.snippet,
                                 json.dumps(list(hit.channels), ensure_ascii=False),
                                 seen,
+                                BASELINE_MUTED if baseline else None,
                             ],
                         )
                         if cursor.rowcount and cursor.lastrowid:
@@ -900,12 +901,7 @@ class Store:
         Hits held on the story by other feeds still go out if it now has enough sources."""
         seen = stamp(now)
         if baseline:
-            muted = [hit_id for hits in new_hits.values() for hit_id in hits]
-            marks = ",".join("?" * len(muted))
-            self.db.execute(
-                f"UPDATE hits SET muted = ? WHERE id IN ({marks})", [BASELINE_MUTED, *muted]
-            )
-            new_hits = {}
+            new_hits = {}  # stored muted (Store.save)
         sources = self.db.execute(
             "SELECT sources FROM stories WHERE id = ?", [story_id]
         ).fetchone()[0]
@@ -1572,16 +1568,21 @@ class Store:
         if exclude:
             where += f" AND d.channel NOT IN ({','.join('?' * len(exclude))})"
             args += list(exclude)
-        out: list[PendingDelivery | Digest] = []
-        for row in self.db.execute(
+        rows = self.db.execute(
             f"""SELECT d.id, d.digest_id, d.channel, d.attempts, d.key, g.reason, g.label,
                        g.created_at, g.total
                 FROM deliveries d LEFT JOIN digests g ON g.id = d.digest_id
                 WHERE {where} ORDER BY d.id LIMIT ?""",
             [*args, limit],
-        ).fetchall():
+        ).fetchall()
+        single = [row[0] for row in rows if row[1] is None]
+        marks = ",".join("?" * len(single))
+        found = self._alerts(f"d.id IN ({marks})", single, limit=len(single)) if single else []
+        alerts = {a.id: a for a in found}
+        out: list[PendingDelivery | Digest] = []
+        for row in rows:
             if row[1] is None:
-                out += self._alerts("d.id = ?", [row[0]])
+                out.append(alerts[row[0]])
                 continue
             items = self._alerts(
                 "d.in_digest = ? AND d.channel = ?", [row[1], row[2]], limit=DIGEST_ITEMS
@@ -1725,6 +1726,12 @@ class Store:
             where = f" AND channel IN ({','.join('?' * len(channels))})"
             args = list(channels)
         made = 0
+        if not self.db.execute(
+            f"""SELECT 1 FROM deliveries WHERE status = 'deferred'{where} AND release_at <= ?
+                LIMIT 1""",
+            [*args, stamp(now)],
+        ).fetchone():
+            return 0  # nothing due: no write transaction (this runs every delivery round)
         with self._atomic():
             due = self.db.execute(
                 f"""SELECT channel, batch FROM deliveries WHERE status = 'deferred'{where}
@@ -1747,17 +1754,6 @@ class Store:
                     )
                     made += 1
         return made
-
-    def next_release(self, channels: Collection[str] | None = None) -> datetime | None:
-        """When the next deferred batch goes out, if any."""
-        where, args = "", []
-        if channels is not None:
-            where = f" AND channel IN ({','.join('?' * len(channels))})"
-            args = list(channels)
-        row = self.db.execute(
-            f"SELECT min(release_at) FROM deliveries WHERE status = 'deferred'{where}", args
-        ).fetchone()
-        return unstamp(row[0]) if row and row[0] else None
 
     def mute_silenced(self, now: datetime) -> int:
         """Mark pending and deferred deliveries of silenced rules, feeds and stories as
@@ -1803,14 +1799,9 @@ class Store:
         self, *, status: str | None = None, channel: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
         """Newest deliveries first, with what they carry, for `news-monitor deliveries`."""
-        where, args = [], []
-        if status:
-            where.append("d.status = ?")
-            args.append(status)
-        if channel:
-            where.append("d.channel = ?")
-            args.append(channel)
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        clause, args = _filters(
+            ("d.status = ?", status or None), ("d.channel = ?", channel or None)
+        )
         return list(
             self.db.query(
                 f"""SELECT d.id, d.key, d.channel, d.status, d.attempts, d.next_attempt_at,
