@@ -28,9 +28,9 @@ from monitor.feedsfile import (
     add_feeds,
     read_feed_files,
     remove_feed,
-    same_url,
     set_enabled,
-    url_owner,
+    url_key,
+    url_owners,
     valid_url,
 )
 from monitor.opml import OpmlFeed, feed_name, parse_opml, to_opml
@@ -296,7 +296,9 @@ def plan_import(
 ) -> tuple[list[tuple[OpmlFeed, NewFeed]], list[dict[str, str]]]:
     """Which OPML feeds to add (named from their titles) and which to skip, and why."""
     taken = set(files.names()) | {f.name for f in settings.feeds}
+    owners = url_owners(files, settings)
     added: list[tuple[OpmlFeed, NewFeed]] = []
+    planned: dict[tuple[str, ...], int] = {}  # url_key -> its index in `added`
     skipped: list[dict[str, str]] = []
 
     def skip(item: OpmlFeed, reason: str) -> None:
@@ -311,11 +313,12 @@ def plan_import(
         if not valid_url(url) or "${" in url:
             skip(item, "not an http:// or https:// URL")
             continue
-        owner = url_owner(files, settings, url)
+        key = url_key(url)
+        owner = owners.get(key)
         if owner is not None:
             skip(item, f"already configured as {owner[0]!r} ({owner[1]})")
             continue
-        twin = next((i for i, (_, new) in enumerate(added) if same_url(new.url, url)), None)
+        twin = planned.get(key)
         if twin is not None:
             first, new = added[twin]
             merged = tuple(dict.fromkeys((*new.tags, *tags)))
@@ -324,6 +327,7 @@ def plan_import(
             continue
         name = feed_name(item.title, url, taken)
         taken.add(name)
+        planned[key] = len(added)
         added.append((item, NewFeed(name, url, interval, enabled, tags)))
     return added, skipped
 

@@ -693,28 +693,29 @@ def check_new_feed(feed: NewFeed, where: str) -> None:
             raise ConfigError(f"feed {feed.name!r}: bad tag {tag!r}", where)
 
 
-def same_url(a: str, b: str) -> bool:
-    """The same feed address, give or take the case of scheme and host, and a final /."""
-
-    def key(url: str) -> tuple[str, str, str, str]:
-        parts = urlsplit(url.strip())
-        return (parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query)
-
+def url_key(url: str) -> tuple[str, ...]:
+    """What two addresses of the same feed have in common: the same up to the case of
+    scheme and host and a final /. (An address that does not parse is its own key.)"""
     try:
-        return key(a) == key(b)
+        parts = urlsplit(url.strip())
     except ValueError:
-        return a == b
+        return ("unparsable", url)
+    return (parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query)
 
 
-def url_owner(files: FeedFiles, settings: Settings, url: str) -> tuple[str, str] | None:
-    """(name, file) of a configured feed that polls ``url`` already, if any."""
+def url_owners(files: FeedFiles, settings: Settings) -> dict[tuple[str, ...], tuple[str, str]]:
+    """The feeds configured already, by :func:`url_key` of the URL they poll (as written
+    and as expanded): (name, file) of the first one for each."""
     expanded = {f.name: f.url for f in settings.feeds}
+    owners: dict[tuple[str, ...], tuple[str, str]] = {}
     for feed_list in files.lists:
         for entry in feed_list.entries:
-            urls = [entry.url or "", expanded.get(entry.name or "", "")]
-            if entry.name and any(u and same_url(u, url) for u in urls):
-                return entry.name, feed_list.where(entry)
-    return None
+            if not entry.name:
+                continue
+            for url in (entry.url or "", expanded.get(entry.name, "")):
+                if url:
+                    owners.setdefault(url_key(url), (entry.name, feed_list.where(entry)))
+    return owners
 
 
 def unknown_feed(files: FeedFiles, name: str) -> ConfigError:
@@ -746,6 +747,7 @@ def add_feeds(
                 taken.setdefault(entry.name, feed_list.where(entry))
     for config in before.feeds:
         taken.setdefault(config.name, str(settings_path))
+    owners = url_owners(files, before)
     for feed in feeds:
         check_new_feed(feed, target.label)
         if feed.name in taken:
@@ -755,7 +757,7 @@ def add_feeds(
                 target.label,
             )
         taken[feed.name] = target.label
-        owner = url_owner(files, before, feed.url)
+        owner = owners.get(url_key(feed.url))
         if owner is not None:
             change.warnings.append(
                 f"feed {owner[0]!r} ({owner[1]}) already polls {mask_url(feed.url)}; "
