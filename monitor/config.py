@@ -424,6 +424,16 @@ def read_template(data: YamlMap, key: str, error: ErrorSink) -> Template | None:
     return Template(title=parts.get("title"), body=parts.get("body")) if parts else None
 
 
+def feeds_from_paths(value: Any, base: Path) -> list[Path] | None:
+    """The files a `feeds_from` value names (one file or a list of them), relative to
+    ``base``; None if it is neither."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return None
+    return [base / str(name) for name in value]
+
+
 def check_timezone(timezone: str, pos: tuple[int, int], error: ErrorSink, prefix: str = "") -> str:
     """``timezone`` if it is an IANA time zone name, else "UTC" and an error."""
     if zone(timezone) is None:
@@ -492,16 +502,11 @@ def load_settings(path: Path, env: Mapping[str, str], *, secrets: bool = True) -
     rules_dir = base / (reader.string(data, "rules_dir") or "rules")
 
     feeds = reader.feeds(data.get("feeds", YamlList()), data.pos("feeds"))
-    extra = data.get("feeds_from", [])
-    feed_files: list[Path] = []
-    if isinstance(extra, str):
-        extra = [extra]
-    if not isinstance(extra, list):
+    feed_files = feeds_from_paths(data.get("feeds_from", []), base)
+    if feed_files is None:
         reader.error("`feeds_from` must be a list of YAML files", data.pos("feeds_from"))
-        extra = []
-    for name in extra:
-        other = base / str(name)
-        feed_files.append(other)
+        feed_files = []
+    for other in feed_files:
         sub = _Reader(other, env, secrets)
         try:
             items = load_yaml(other)

@@ -38,7 +38,7 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from monitor.config import _FEED_NAME, Settings, load_settings, parse_duration
+from monitor.config import _FEED_NAME, Settings, feeds_from_paths, load_settings, parse_duration
 from monitor.errors import ConfigError, ConfigErrors
 from monitor.text import mask_url
 
@@ -342,11 +342,9 @@ def read_feed_files(settings_path: Path) -> FeedFiles:
     """The settings file's feed list, then each ``feeds_from`` file's, in that order."""
     first = read_feed_list(settings_path, in_settings=True)
     lists = [first]
-    extra = first.document.get("feeds_from") or []
-    if isinstance(extra, str):
-        extra = [extra]
-    for name in extra if isinstance(extra, list) else []:
-        lists.append(read_feed_list(settings_path.parent / str(name), in_settings=False))
+    extra = feeds_from_paths(first.document.get("feeds_from") or [], settings_path.parent)
+    for path in extra or []:
+        lists.append(read_feed_list(path, in_settings=False))
     return FeedFiles(settings_path, lists)
 
 
