@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from monitor import __version__
-from monitor.cli_common import config_option, print_errors, settings_for
+from monitor.cli_common import config_option, print_errors, settings_for, subcommand_config
 from monitor.config import Settings
 from monitor.errors import ConfigErrors, MonitorError, StorageError
 from monitor.models import Article, Rule
@@ -584,7 +584,6 @@ def deliveries(
       news-monitor deliveries retry 42
     """
     if ctx.invoked_subcommand is not None:
-        ctx.obj = config_path
         return
     store = _open_store(settings_for(config_path), readonly=True)
     try:
@@ -633,10 +632,7 @@ def deliveries_retry(
     """
     if not ids and not dead:
         raise click.UsageError("name delivery ids, or use --dead")
-    source = ctx.get_parameter_source("config_path")
-    if source is click.core.ParameterSource.DEFAULT and ctx.obj is not None:
-        config_path = ctx.obj  # given to the group: deliveries --config FILE retry ...
-    store = _open_store(settings_for(config_path))
+    store = _open_store(settings_for(subcommand_config(ctx, config_path)))
     try:
         count = store.retry(ids, _now(), dead=dead)
     finally:

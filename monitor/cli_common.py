@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from monitor.config import Settings, load_settings
 from monitor.errors import ConfigErrors
@@ -59,3 +60,19 @@ def health_of(feed_enabled: bool, state: dict[str, Any] | None) -> str:
     if errors:
         return f"failing ({errors} in a row)"
     return "ok"
+
+
+def subcommand_config(ctx: click.Context, config_path: Path) -> Path:
+    """The settings file of a group's subcommand: ``-c`` given to the subcommand wins,
+    then ``-c`` given to the group (``feeds -c FILE add ...``), then $NEWS_MONITOR_CONFIG
+    or the default."""
+    if ctx.get_parameter_source("config_path") is ParameterSource.COMMANDLINE:
+        return config_path
+    parent = ctx.parent
+    if (
+        parent is not None
+        and "config_path" in parent.params
+        and parent.get_parameter_source("config_path") is ParameterSource.COMMANDLINE
+    ):
+        return Path(parent.params["config_path"])
+    return config_path

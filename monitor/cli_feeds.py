@@ -15,9 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
-from monitor.cli_common import config_option, health_of, print_errors, settings_for
+from monitor.cli_common import (
+    config_option,
+    health_of,
+    print_errors,
+    settings_for,
+    subcommand_config,
+)
 from monitor.config import Settings, parse_duration
 from monitor.errors import ConfigError, ConfigErrors, MonitorError
 from monitor.feedsfile import (
@@ -45,21 +50,6 @@ _FILE = click.option(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write to this feeds_from file instead of the settings file's `feeds:` list.",
 )
-
-
-def _config(ctx: click.Context, config_path: Path) -> Path:
-    """``-c`` given to the subcommand wins, then ``-c`` given to the group (``feeds -c
-    FILE add ...``), then $NEWS_MONITOR_CONFIG or the default."""
-    if ctx.get_parameter_source("config_path") is ParameterSource.COMMANDLINE:
-        return config_path
-    parent = ctx.parent
-    if (
-        parent is not None
-        and "config_path" in parent.params
-        and parent.get_parameter_source("config_path") is ParameterSource.COMMANDLINE
-    ):
-        return Path(parent.params["config_path"])
-    return config_path
 
 
 def _interval(value: str) -> str:
@@ -231,7 +221,7 @@ def feeds_add(
       news-monitor feeds add kyiv-independent https://kyivindependent.com/feed/ --tag ukraine
       news-monitor feeds add meduza https://meduza.io/rss/all --file seeds/outlets.yaml
     """
-    path = _config(ctx, config_path)
+    path = subcommand_config(ctx, config_path)
     feed = NewFeed(name, url, _interval(interval), not disabled, tuple(tags))
     _report(_edit(lambda: add_feeds(path, [feed], os.environ, file=target)))
 
@@ -249,7 +239,7 @@ def feeds_remove(ctx: click.Context, name: str, config_path: Path) -> None:
     Example:
       news-monitor feeds remove sputnik
     """
-    path = _config(ctx, config_path)
+    path = subcommand_config(ctx, config_path)
     _report(_edit(lambda: remove_feed(path, name, os.environ)))
 
 
@@ -264,7 +254,7 @@ def feeds_pause(ctx: click.Context, name: str, config_path: Path) -> None:
     Example:
       news-monitor feeds pause foxnews
     """
-    path = _config(ctx, config_path)
+    path = subcommand_config(ctx, config_path)
     _report(_edit(lambda: set_enabled(path, name, False, os.environ)))
 
 
@@ -279,7 +269,7 @@ def feeds_resume(ctx: click.Context, name: str, config_path: Path) -> None:
     Example:
       news-monitor feeds resume foxnews
     """
-    path = _config(ctx, config_path)
+    path = subcommand_config(ctx, config_path)
     _report(_edit(lambda: set_enabled(path, name, True, os.environ)))
 
 
@@ -363,7 +353,7 @@ def feeds_import(
       news-monitor feeds import subscriptions.opml --dry-run
       news-monitor feeds import subscriptions.opml --file feeds/imported.yaml --interval 30m
     """
-    path = _config(ctx, config_path)
+    path = subcommand_config(ctx, config_path)
     _interval(interval)
     settings = settings_for(path)
     try:
@@ -444,7 +434,7 @@ def feeds_export(
       news-monitor feeds export -o feeds.opml
       news-monitor feeds export | xmllint --format -
     """
-    settings = settings_for(_config(ctx, config_path))
+    settings = settings_for(subcommand_config(ctx, config_path))
     data = to_opml(
         settings.feeds,
         f"news-monitor feeds ({settings.path.name})",
