@@ -16,7 +16,14 @@ from typing import Any
 import click
 
 from monitor import __version__
-from monitor.cli_common import config_option, print_errors, settings_for, subcommand_config
+from monitor.cli_common import (
+    config_option,
+    current_time,
+    opened_store,
+    print_errors,
+    settings_for,
+    subcommand_config,
+)
 from monitor.config import Settings
 from monitor.errors import ConfigErrors, MonitorError, StorageError
 from monitor.models import Article, Rule
@@ -154,7 +161,7 @@ def _moment(value: str | None, param: str) -> Any:
         return None
     seconds = parse_duration(value)
     if seconds is not None:
-        return _now() - timedelta(seconds=seconds)
+        return current_time() - timedelta(seconds=seconds)
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -216,8 +223,7 @@ def hits(
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
     settings = settings_for(config_path)
-    store = _open_store(settings, readonly=True)
-    try:
+    with opened_store(settings, readonly=True) as store:
         rows = store.hits(
             limit=limit or None,
             rule=rule,
@@ -225,8 +231,6 @@ def hits(
             since=_moment(since, "--since"),
             until=_moment(until, "--until"),
         )
-    finally:
-        store.close()
     if as_csv:
         import csv
 
@@ -282,15 +286,12 @@ def stories(
       news-monitor stories 42
       news-monitor stories --json | jq '.[] | select(.sources >= 5) | .title'
     """
-    from monitor.store import Store
-
     settings = settings_for(config_path)
-    try:
-        store = Store(settings.database, readonly=True)
-        rows = store.stories(limit=limit, min_sources=min_sources, story_id=story_id)
-        store.close()
-    except MonitorError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with opened_store(settings, readonly=True) as store:
+        try:
+            rows = store.stories(limit=limit, min_sources=min_sources, story_id=story_id)
+        except MonitorError as exc:
+            raise click.ClickException(str(exc)) from exc
     if story_id is not None and not rows:
         raise click.ClickException(f"no story #{story_id}; `news-monitor stories` lists them")
     if as_json:
@@ -539,21 +540,6 @@ def _listed(rows: list[dict[str, Any]], as_json: bool, empty: str) -> bool:
     return False
 
 
-def _open_store(settings: Settings, *, readonly: bool = False) -> Any:
-    from monitor.store import Store
-
-    try:
-        return Store(settings.database, readonly=readonly)
-    except MonitorError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).replace(microsecond=0)
-
-
 DELIVERY_STATES = ("pending", "deferred", "sent", "dead", "muted", "batched")
 
 
@@ -585,11 +571,8 @@ def deliveries(
     """
     if ctx.invoked_subcommand is not None:
         return
-    store = _open_store(settings_for(config_path), readonly=True)
-    try:
+    with opened_store(settings_for(config_path), readonly=True) as store:
         rows = store.deliveries(status=status, channel=channel, limit=limit)
-    finally:
-        store.close()
     if _listed(rows, as_json, "No deliveries."):
         return
     colors = {"sent": "green", "dead": "red", "pending": "yellow", "deferred": "cyan"}
@@ -632,11 +615,8 @@ def deliveries_retry(
     """
     if not ids and not dead:
         raise click.UsageError("name delivery ids, or use --dead")
-    store = _open_store(settings_for(subcommand_config(ctx, config_path)))
-    try:
-        count = store.retry(ids, _now(), dead=dead)
-    finally:
-        store.close()
+    with opened_store(settings_for(subcommand_config(ctx, config_path))) as store:
+        count = store.retry(ids, current_time(), dead=dead)
     click.echo(f"{count} deliver{'y' if count == 1 else 'ies'} queued again.")
     if ids and count < len(ids):
         click.echo("(ids that do not exist, or are batched into a digest, were skipped)")
@@ -678,15 +658,12 @@ def _silence(kind: str, target: str, for_: str, reason: str, config_path: Path) 
                 f"no rule named {target!r} in {settings.rules_dir} "
                 f"(rules: {', '.join(sorted(names)) or 'none'})"
             )
-    store = _open_store(settings)
-    try:
+    with opened_store(settings) as store:
         if kind == "story" and not store.stories(story_id=int(target)):
             raise click.ClickException(f"no story #{target}; `news-monitor stories` lists them")
-        now = _now()
+        now = current_time()
         until = now + timedelta(seconds=seconds)
         silence_id = store.add_silence(kind, target, until, now, reason)
-    finally:
-        store.close()
     click.echo(f"Silence #{silence_id}: {kind} {target} until {until.isoformat()}.")
 
 
@@ -751,11 +728,8 @@ def silence_list(everything: bool, as_json: bool, config_path: Path) -> None:
     Example:
       news-monitor silence list --all
     """
-    store = _open_store(settings_for(config_path), readonly=True)
-    try:
-        rows = store.silences(_now(), everything=everything)
-    finally:
-        store.close()
+    with opened_store(settings_for(config_path), readonly=True) as store:
+        rows = store.silences(current_time(), everything=everything)
     if _listed(rows, as_json, "No silences." if everything else "No active silences."):
         return
     for row in rows:
@@ -776,11 +750,8 @@ def silence_lift(silence_id: int, config_path: Path) -> None:
     Example:
       news-monitor silence lift 3
     """
-    store = _open_store(settings_for(config_path))
-    try:
-        lifted = store.lift_silence(silence_id, _now())
-    finally:
-        store.close()
+    with opened_store(settings_for(config_path)) as store:
+        lifted = store.lift_silence(silence_id, current_time())
     if not lifted:
         raise click.ClickException(
             f"no active silence #{silence_id}; see `news-monitor silence list`"
@@ -818,16 +789,14 @@ def search(
     mark = ("\x1b[1;33m", "\x1b[0m") if color else ("[", "]") if not as_json else ("", "")
     settings = settings_for(config_path)
     _catch_up_search_index(settings)
-    store = _open_store(settings, readonly=True)
-    try:
-        rows = store.search(
-            query, limit=limit, feed=feed, since=_moment(since, "--since"), mark=mark
-        )
-        behind = store.unindexed()
-    except MonitorError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        store.close()
+    with opened_store(settings, readonly=True) as store:
+        try:
+            rows = store.search(
+                query, limit=limit, feed=feed, since=_moment(since, "--since"), mark=mark
+            )
+            behind = store.unindexed()
+        except MonitorError as exc:
+            raise click.ClickException(str(exc)) from exc
     if behind:
         click.echo(
             f"note: the {behind} newest articles are not in the search index yet "
@@ -882,11 +851,8 @@ def stats(config_path: Path, as_json: bool) -> None:
       news-monitor stats
       news-monitor stats --json | jq .deliveries
     """
-    store = _open_store(settings_for(config_path), readonly=True)
-    try:
-        data = store.stats(_now())
-    finally:
-        store.close()
+    with opened_store(settings_for(config_path), readonly=True) as store:
+        data = store.stats(current_time())
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
@@ -929,10 +895,9 @@ def prune(config_path: Path, dry_run: bool, vacuum: bool, as_json: bool) -> None
     from datetime import timedelta
 
     settings = settings_for(config_path)
-    store = _open_store(settings)
-    try:
+    with opened_store(settings) as store:
         counts = store.prune(
-            _now(),
+            current_time(),
             articles=settings.keep_articles,
             hits=settings.keep_hits,
             quiet=timedelta(seconds=settings.story_quiet),
@@ -940,8 +905,6 @@ def prune(config_path: Path, dry_run: bool, vacuum: bool, as_json: bool) -> None
         )
         if vacuum and not dry_run:
             store.vacuum()
-    finally:
-        store.close()
     if as_json:
         click.echo(json.dumps(counts))
         return

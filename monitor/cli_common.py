@@ -4,16 +4,22 @@ monitor.cli_feeds both import it, whichever is imported first."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
 
 from monitor.config import Settings, load_settings
-from monitor.errors import ConfigErrors
+from monitor.errors import ConfigErrors, MonitorError
+
+if TYPE_CHECKING:
+    from monitor.store import Store
 
 CONFIG_HELP = "Settings file (YAML). Also $NEWS_MONITOR_CONFIG."
 config_option = click.option(
@@ -76,3 +82,24 @@ def subcommand_config(ctx: click.Context, config_path: Path) -> Path:
     ):
         return Path(parent.params["config_path"])
     return config_path
+
+
+@contextlib.contextmanager
+def opened_store(settings: Settings, *, readonly: bool = False) -> Iterator[Store]:
+    """The settings' database, closed afterwards; a database that cannot be opened is a
+    clean error (errors of what is done with it are the command's to report)."""
+    from monitor.store import Store
+
+    try:
+        store = Store(settings.database, readonly=readonly)
+    except MonitorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def current_time() -> datetime:
+    """The current time, to the second, for commands that record or compare it."""
+    return datetime.now(UTC).replace(microsecond=0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,9 @@ import click
 
 from monitor.cli_common import (
     config_option,
+    current_time,
     health_of,
+    opened_store,
     print_errors,
     settings_for,
     subcommand_config,
@@ -123,17 +124,14 @@ def feeds(ctx: click.Context, config_path: Path, as_json: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from monitor.store import Store
-
     settings = settings_for(config_path)
     states: dict[str, dict[str, Any]] = {}
     if settings.database.exists():
-        try:
-            store = Store(settings.database, readonly=True)
-            states = {row["name"]: row for row in store.feeds()}
-            store.close()
-        except MonitorError as exc:
-            raise click.ClickException(str(exc)) from exc
+        with opened_store(settings, readonly=True) as store:
+            try:
+                states = {row["name"]: row for row in store.feeds()}
+            except MonitorError as exc:
+                raise click.ClickException(str(exc)) from exc
     rows = []
     for feed in settings.feeds:
         state = states.get(feed.name)
@@ -439,7 +437,7 @@ def feeds_export(
         settings.feeds,
         f"news-monitor feeds ({settings.path.name})",
         include_credentials=include_credentials,
-        created=datetime.now(UTC).replace(microsecond=0),
+        created=current_time(),
     )
     hidden = sum(1 for f in settings.feeds if mask_url(f.url) != f.url)
     if output is None:
