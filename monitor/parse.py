@@ -848,7 +848,7 @@ class ParsePool:
         keeps it until it is sent another: matching moves off the daemon's loop at the
         cost of one compile per worker and ruleset."""
         return await self._submit(  # type: ignore[return-value]
-            feed, url, content, headers, (matcher.token, matcher, known)
+            feed, url, content, headers, (matcher, known)
         )
 
     async def _submit(
@@ -857,7 +857,7 @@ class ParsePool:
         url: str,
         content: bytes,
         headers: Mapping[str, str],
-        matching: tuple[int, Matcher, frozenset[str]] | None = None,
+        matching: tuple[Matcher, frozenset[str]] | None = None,
     ) -> list[Article] | Matched:
         job = _Job()
         with self._lock:
@@ -972,7 +972,7 @@ class ParsePool:
         self,
         job: _Job,
         request: tuple[str, str, bytes, dict[str, str]],
-        matching: tuple[int, Matcher, frozenset[str]] | None,
+        matching: tuple[Matcher, frozenset[str]] | None,
     ) -> list[Article] | Matched:
         shown = mask_url(request[1])
         worker = self._acquire(job, shown)
@@ -984,7 +984,8 @@ class ParsePool:
         timed_out = False
         sent: _Matching | None = None
         if matching is not None:
-            token, matcher, known = matching
+            matcher, known = matching
+            token = matcher.token
             sent = (token, None if worker.matcher == token else matcher, known)
         try:
             worker.conn.send((*request, sent))

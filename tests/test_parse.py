@@ -728,7 +728,7 @@ def test_a_worker_gets_the_matcher_once_and_each_new_one(no_leaks: None) -> None
 
         def spy(job: Any, request: Any, matching: Any) -> Any:
             [worker] = real._idle or [None]
-            sent.append(worker is None or worker.matcher != matching[0])
+            sent.append(worker is None or worker.matcher != matching[0].token)
             return original(job, request, matching)
 
         real._run = spy  # type: ignore[method-assign]
