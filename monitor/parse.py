@@ -6,10 +6,11 @@ Two layers:
 
 :func:`parse_feed`
     The pure, in-process parser: RSS / Atom through feedparser (plain RSS 2.0 through
-    monitor.rss), JSON Feed 1.0 / 1.1 through :mod:`json`. It is always given the bytes and the response headers, never a URL or a
-    path, and nothing in a feed is ever fetched: feedparser gets a ``BytesIO`` (given plain
-    bytes it would first try ``open(content)``, so a body of ``/etc/passwd`` or
-    ``/dev/zero`` would read that local file), expat runs with external entities off (no
+    monitor.rss), JSON Feed 1.0 / 1.1 through :mod:`json`. It is always given the bytes
+    and the response headers, never a URL or a path, and nothing in a feed is ever
+    fetched: feedparser gets a ``BytesIO`` (given plain bytes it would first try
+    ``open(content)``, so a body of ``/etc/passwd`` or ``/dev/zero`` would read that
+    local file), expat runs with external entities off (no
     external DTD, entity or parameter entity is loaded; XInclude and ``xml-stylesheet``
     are not processed at all), and feeds that declare entities expanding to more than
     :data:`MAX_ENTITY_EXPANSION` bytes are refused before feedparser sees them: feedparser
