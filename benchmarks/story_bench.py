@@ -32,7 +32,7 @@ from poll_bench import _story
 from monitor.models import Article
 from monitor.pipeline import refresh_vocabulary
 from monitor.store import Store
-from monitor.stories import Sketch, Vocabulary, best_story, sketch, unpack
+from monitor.stories import Packed, Sketch, Vocabulary, best_story, sketch, unpack
 
 WIRE_STORIES = 2000
 TARGET_MS = 5.0
@@ -84,7 +84,7 @@ def fill(
 def brute(store: Store, new: Sketch, vocabulary: Vocabulary, own: int) -> int | None:
     """The same decision against every other stored sketch: no index."""
     candidates = [
-        (r[0], Sketch(unpack(r[1]), unpack(r[2])))
+        (r[0], Packed(unpack(r[1]), unpack(r[2])))
         for r in store.db.execute(
             "SELECT story_id, words, numbers FROM story_sketches WHERE article_id != ?", [own]
         )

@@ -140,7 +140,9 @@ def rules_signature(directory: Path) -> tuple[tuple[str, int, int, int], ...]:
 class SearchIndexer:
     """Keeps the search index up to date (Store.catch_up_search) from a thread of its own
     with its own connection: FTS5 tokenising runs in SQLite, which lets go of the GIL,
-    so it uses another core instead of the poll loop's time."""
+    so it uses another core instead of the poll loop's time. It also checkpoints the
+    database after each round, for the poll loop's store, which does not (its commits
+    would otherwise stop the loop while the checkpoint waits for the disk)."""
 
     def __init__(self, database: Path) -> None:
         self._database = database
@@ -155,7 +157,10 @@ class SearchIndexer:
     def _catch_up(self) -> int:
         if self._store is None:
             self._store = Store(self._database)
-        return self._store.catch_up_search(stop=self._closing.is_set)
+        try:
+            return self._store.catch_up_search(stop=self._closing.is_set)
+        finally:
+            self._store.checkpoint()
 
     async def close(self) -> None:
         """Stop after the batch being indexed (the rest waits for the next start)."""
@@ -185,6 +190,7 @@ class Daemon:
         self._stop = asyncio.Event()
         #: One event per delivery loop: set to make it look for new deliveries now.
         self._wakes: set[asyncio.Event] = set()
+        #: Polls in flight, and the search index round if one is: a stop waits for them.
         self._polls: set[asyncio.Task[object]] = set()
         self._store: Store | None = None
         self._indexer = SearchIndexer(settings.database)
@@ -366,13 +372,19 @@ class Daemon:
         log.info("pruned %s", " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
 
     async def _index_search(self) -> None:
-        """The search index brought up to date (see SearchIndexer)."""
+        """The search index brought up to date (see SearchIndexer). A stop waits for
+        the round in flight as for a poll (cancelled, it would only stop waiting)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._polls.add(task)
         try:
             await self._indexer.catch_up()
         except StorageBusy:
             pass  # another process holds the database: the next run goes on
         except StorageError as exc:
             log.warning("search_index_failed error=%s (retried)", exc)
+        finally:
+            self._polls.discard(task)
 
     async def _heartbeat(self) -> None:
         """Runs on the scheduler's event loop: proof for /health and the systemd
@@ -396,7 +408,8 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
         loop.add_signal_handler(signal.SIGHUP, self.reload, "SIGHUP")
-        store = self._store = Store(self.settings.database)
+        # Checkpoints are the search indexer's (SearchIndexer), off the loop.
+        store = self._store = Store(self.settings.database, checkpoints=False)
         if (frequencies := self._frequencies()) is not None:
             # Recompile with what the stored articles say about word frequencies.
             self.matcher, _ = load_matcher(self.settings, frequencies)

@@ -25,6 +25,7 @@ from monitor.models import AlertPolicy, Article, Digest, Hit, PendingDelivery, R
 from monitor.policy import realert, story_steps
 from monitor.stories import (
     MIN_WORDS,
+    Packed,
     Sketch,
     Vocabulary,
     best_story,
@@ -480,7 +481,10 @@ def one_value(db: sqlite_utils.Database, sql: str, *args: Any) -> int:
 class Store:
     """The database of one daemon. Not thread-safe: use it from one thread."""
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False, checkpoints: bool = True) -> None:
+        """``checkpoints=False``: this connection's commits never copy the write-ahead
+        log back into the database file (and wait for the disk); another one must call
+        :meth:`checkpoint` regularly (the daemon's search indexer, on its own thread)."""
         self.path = path
         self.readonly = readonly
         try:
@@ -506,6 +510,8 @@ class Store:
             if not readonly:
                 self.db.enable_wal()
                 conn.execute("PRAGMA synchronous = NORMAL")
+                if not checkpoints:
+                    conn.execute("PRAGMA wal_autocheckpoint = 0")
                 self._migrate()
         except sqlite3.Error as exc:
             raise StorageError(f"{path}: cannot open database: {exc}") from exc
@@ -522,6 +528,14 @@ class Store:
 
     def close(self) -> None:
         self.db.conn.close()
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file as far as readers allow,
+        without blocking writers (a passive checkpoint)."""
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot checkpoint the database: {exc}") from exc
 
     @contextlib.contextmanager
     def _atomic(self) -> Iterator[None]:
@@ -817,13 +831,13 @@ class Store:
         # The closest few articles of each story are enough to compare with: a story of
         # hundreds of copies costs no more than one of three.
         per_story: Counter[int] = Counter()
-        candidates: list[tuple[int, Sketch]] = []
+        candidates: list[tuple[int, Packed]] = []
         for candidate in ranked:
             if candidate in rows:
                 story, words, numbers = rows[candidate]
                 per_story[story] += 1
                 if per_story[story] <= PER_STORY:
-                    candidates.append((story, Sketch(unpack(words), unpack(numbers))))
+                    candidates.append((story, Packed(unpack(words), unpack(numbers))))
         return new, best_story(new, candidates, vocabulary or _NO_VOCABULARY)
 
     def _join_story(
@@ -1156,7 +1170,7 @@ class Store:
             )
         ]
 
-    def recent_story_words(self, limit: int = 2000) -> Iterator[frozenset[int]]:
+    def recent_story_words(self, limit: int = 2000) -> Iterator[Collection[int]]:
         """The content words (hashes, as stored in its sketch) of the newest article of
         each of the ``limit`` most recently active stories among the last ``25 x limit``
         sketched articles (word rarity for story clustering; bounded so a large database

@@ -130,7 +130,7 @@ def test_daemon_polls_alerts_stops_and_restarts_without_repeating_alerts(
     assert len(found) == 2
 
     assert daemon.terminate() == 0, daemon.stderr()
-    assert "Traceback" not in daemon.stderr()
+    assert "Traceback" not in daemon.stderr(), daemon.stderr()
     assert "stopped" in daemon.stderr()
     stdout = daemon.stdout()
     assert "Matched:   troops, soldiers, border, frontier" in stdout
@@ -181,7 +181,7 @@ def test_daemon_polls_alerts_stops_and_restarts_without_repeating_alerts(
     assert "soldiers were seen moving toward the frontier" in troops["snippet"]
 
     assert again.terminate() == 0, again.stderr()
-    assert "Traceback" not in again.stderr()
+    assert "Traceback" not in again.stderr(), again.stderr()
     assert "=== ALERT" not in again.stdout()
     assert len(webhook.bodies) == 2  # nothing was alerted twice
     assert {b["title"] for b in webhook.bodies} == TITLES

@@ -3,6 +3,7 @@ SQLite files through the real CLI. Time comes from an injected clock."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 from conftest import Clock, write_project
 
 from monitor.cli import main
+from monitor.daemon import SearchIndexer
 from monitor.errors import StorageBusy, StorageError
 from monitor.models import Article, Hit
 from monitor.store import Store
@@ -75,6 +77,31 @@ def test_the_search_index_survives_deleting_indexed_and_unindexed_articles(
     # The index now matches the articles exactly (rank 1: against the content table too);
     # an FTS5 'delete' of the row that was never added would have broken it.
     store.db.execute("INSERT INTO articles_fts (articles_fts, rank) VALUES ('integrity-check', 1)")
+
+
+def test_the_loops_store_leaves_checkpoints_to_the_search_indexer(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """The daemon's store never checkpoints on commit (that waits for the disk, with
+    the poll loop stopped); the search indexer does, on its own thread, after each
+    round. Until then the database file does not grow: the writes are in the log."""
+    path = tmp_path / "loop.db"
+    loop = Store(path, checkpoints=False)
+    size = path.stat().st_size
+    text = " ".join(f"word{n}" for n in range(400))
+    for n in range(60):  # far past the 1,000 pages at which a commit checkpoints
+        save(loop, clock, [(article(f"a{n}-{i}", f"Story {n} {i}", text), []) for i in range(20)])
+    assert loop.catch_up_search() == 1200  # (so that the indexer's round commits nothing)
+    wal = Path(f"{path}-wal")
+    assert path.stat().st_size == size and wal.stat().st_size > 4_000_000
+    indexer = SearchIndexer(path)
+    try:
+        assert asyncio.run(indexer.catch_up()) == 0
+    finally:
+        asyncio.run(indexer.close())
+    assert path.stat().st_size > 4_000_000  # copied back by the indexer's checkpoint
+    assert loop.search("word7")
+    loop.close()
 
 
 def test_search_ranks_stems_highlights_and_filters(filled: Store, clock: Clock) -> None:
