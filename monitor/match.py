@@ -351,13 +351,17 @@ class Matcher:
         """Normalise and scan every field the ruleset looks at."""
         texts = field_texts(article)
         normal: dict[str, str] = {}
+        if article.normalized is not None:  # from the parser: the same, already done
+            normal["title"], normal["content"] = article.normalized
         present: dict[str, set[int]] = {}
         iterate = self._automaton.iter if self.pattern_count else None
         for name in texts:
             if name not in self._fields:
                 present[name] = set()
                 continue
-            normal[name] = norm = normalize(texts[name])
+            norm = normal.get(name)
+            if norm is None:
+                normal[name] = norm = normalize(texts[name])
             found: set[int] = set()
             if iterate is not None:
                 for groups in {mids for _, mids in iterate(norm)}:

@@ -227,6 +227,9 @@ class Article:
     fingerprint: tuple[frozenset[int], frozenset[int]] | None = field(
         default=None, compare=False, repr=False
     )
+    #: Its title and content as the matcher normalises them (monitor.text.normalize of
+    #: monitor.match.field_texts), when the parser has them already; never stored.
+    normalized: tuple[str, str] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from html import unescape
 from html.parser import HTMLParser
@@ -116,6 +116,8 @@ MAX_AUTHOR = 500
 MAX_LINK = 2_048
 MAX_CATEGORY = 200
 MAX_CATEGORIES = 50
+#: The title of an item that has none.
+UNTITLED = "(untitled)"
 #: Ids (guid / link) longer than this are replaced by their SHA-256.
 MAX_UID = 512
 #: Items read from one document; the rest are ignored (feeds list the newest first).
@@ -350,12 +352,16 @@ def _article(
     if body == summary:
         body = ""
     parts = [words(title), words(summary), words(body)]
+    # What Matcher.scan would make of title and content ("summary\ncontent"): the same
+    # words, as normalize separates them.
+    named = parts[0] if title else words(UNTITLED)
+    normalized = (f" {' '.join(named)} ", f" {' '.join(chain(parts[1], parts[2]))} ")
     digest = words_hash(parts)
     uid = _uid(guid) or _uid(link) or "hash:" + digest
     return Article(
         feed=feed,
         uid=uid,
-        title=title or "(untitled)",
+        title=title or UNTITLED,
         link=link,
         summary=summary,
         content=body,
@@ -364,6 +370,7 @@ def _article(
         published=published,
         content_hash=digest,
         fingerprint=fingerprint(chain.from_iterable(parts)),
+        normalized=normalized,
     )
 
 
@@ -742,7 +749,11 @@ def _parse_request(
         matchers[token] = sent
     matcher = matchers[token]  # the pool sends it whenever this worker may lack it
     articles = target(feed, url, content, headers)
-    return [(a, None if a.uid in known else matcher.match(a)) for a in articles]
+    # The normalised texts are for matching here only: not sent back.
+    return [
+        (replace(a, normalized=None), None if a.uid in known else matcher.match(a))
+        for a in articles
+    ]
 
 
 def default_context() -> BaseContext:

@@ -726,7 +726,7 @@ class Store:
                     stored = self._join_story(article, seen, cutoff, vocabulary)
                     if stored is None:
                         continue  # stored by an earlier poll: never matched or alerted twice
-                    article_id, story_id, grew = stored
+                    article_id, story_id, grew, started = stored
                     new_hits: dict[str, list[int]] = {}
                     for hit in hits:
                         cursor = self.db.execute(
@@ -750,7 +750,7 @@ class Store:
                             new_hits.setdefault(hit.rule, []).append(cursor.lastrowid)
                     if new_hits or grew:
                         delivery_ids += self._story_alerts(
-                            story_id, new_hits, grew, policies, now, baseline
+                            story_id, new_hits, grew, policies, now, baseline, started
                         )
                 if storm and len(delivery_ids) > storm:
                     delivery_ids = self._storm(delivery_ids, storm, seen)
@@ -846,10 +846,10 @@ class Store:
         seen: str,
         cutoff: str,
         vocabulary: Vocabulary | None,
-    ) -> tuple[int, int, bool] | None:
+    ) -> tuple[int, int, bool, bool] | None:
         """Store an article in its story (an open one it is a copy of, or a new one):
-        (article id, story id, whether the story gained a source); None if the article
-        was stored already."""
+        (article id, story id, whether the story gained a source, whether the article
+        started it); None if the article was stored already."""
         new, story_id = self._story_of(article, cutoff, vocabulary)
         source = outlet(article.link, article.feed)
         created = story_id is None
@@ -887,7 +887,7 @@ class Store:
                 [article_id, story_id, pack(new.words), pack(new.numbers)],
             )
             self._index_keys(article_id, new.keys)
-        return article_id, story_id, grew
+        return article_id, story_id, grew, created
 
     def _index_keys(self, article_id: int, keys: Sequence[int]) -> None:
         """An article's index keys; ``story_keys.id`` is article_id * 32 + band."""
@@ -904,6 +904,7 @@ class Store:
         policies: Mapping[str, AlertPolicy] | None,
         now: datetime,
         baseline: bool,
+        started: bool = False,
     ) -> list[int]:
         """Create the deliveries the story's hits now call for (monitor.policy): for the
         rules that just hit it, the rules with hits held back on it, and, when it gained
@@ -912,25 +913,30 @@ class Store:
 
         With ``baseline`` the new hits are stored muted and do not count as the story's
         alert: a later article of the story from a feed past its first poll is alerted.
-        Hits held on the story by other feeds still go out if it now has enough sources."""
+        Hits held on the story by other feeds still go out if it now has enough sources.
+        ``started``: the story is the article's own, just made (one source, nothing held
+        or alerted on it yet: nothing to look up)."""
         seen = stamp(now)
         if baseline:
             new_hits = {}  # stored muted (Store.save)
-        sources = self.db.execute(
-            "SELECT sources FROM stories WHERE id = ?", [story_id]
-        ).fetchone()[0]
         held: dict[str, list[int]] = {}
-        for hit_id, rule in self.db.execute(
-            """SELECT h.id, h.rule FROM hits h JOIN articles a ON a.id = h.article_id
-               WHERE h.held = 1 AND a.story_id = ? ORDER BY h.id""",
-            [story_id],
-        ):
-            held.setdefault(rule, []).append(hit_id)
         taken: dict[str, set[int]] = {}
-        for rule, step in self.db.execute(
-            "SELECT rule, step FROM story_alerts WHERE story_id = ?", [story_id]
-        ):
-            taken.setdefault(rule, set()).add(step)
+        if started:
+            sources = 1
+        else:
+            sources = self.db.execute(
+                "SELECT sources FROM stories WHERE id = ?", [story_id]
+            ).fetchone()[0]
+            for hit_id, rule in self.db.execute(
+                """SELECT h.id, h.rule FROM hits h JOIN articles a ON a.id = h.article_id
+                   WHERE h.held = 1 AND a.story_id = ? ORDER BY h.id""",
+                [story_id],
+            ):
+                held.setdefault(rule, []).append(hit_id)
+            for rule, step in self.db.execute(
+                "SELECT rule, step FROM story_alerts WHERE story_id = ?", [story_id]
+            ):
+                taken.setdefault(rule, set()).add(step)
         rules = set(new_hits) | set(held) | (set(taken) if grew else set())
         created: list[int] = []
         for rule in sorted(rules):
