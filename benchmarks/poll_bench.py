@@ -574,7 +574,7 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
     if ruleset.errors or errors:
         raise SystemExit(f"the shipped rules have errors: {[*ruleset.errors, *errors]}")
     matcher = Matcher(rules)
-    store = Store(Path(args.workdir) / "ours.db", checkpoints=False)  # as the daemon
+    store = Store(Path(args.workdir) / "ours.db")
     store.record_rules(matcher.rules, datetime.now(UTC))
     fetcher = Fetcher(
         allow_private=["127.0.0.0/8"], per_host=args.concurrency, total=args.concurrency

@@ -140,9 +140,10 @@ def rules_signature(directory: Path) -> tuple[tuple[str, int, int, int], ...]:
 class SearchIndexer:
     """Keeps the search index up to date (Store.catch_up_search) from a thread of its own
     with its own connection: FTS5 tokenising runs in SQLite, which lets go of the GIL,
-    so it uses another core instead of the poll loop's time. It also checkpoints the
-    database after each round, for the poll loop's store, which does not (its commits
-    would otherwise stop the loop while the checkpoint waits for the disk)."""
+    so it uses another core instead of the poll loop's time. After each round it also
+    copies the write-ahead log back into the database file as far as it can without
+    waiting (a passive checkpoint), so that the poll loop's commits rarely have to
+    (see monitor.store.CHECKPOINT_PAGES)."""
 
     def __init__(self, database: Path) -> None:
         self._database = database
@@ -408,8 +409,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
         loop.add_signal_handler(signal.SIGHUP, self.reload, "SIGHUP")
-        # Checkpoints are the search indexer's (SearchIndexer), off the loop.
-        store = self._store = Store(self.settings.database, checkpoints=False)
+        store = self._store = Store(self.settings.database)
         if (frequencies := self._frequencies()) is not None:
             # Recompile with what the stored articles say about word frequencies.
             self.matcher, _ = load_matcher(self.settings, frequencies)

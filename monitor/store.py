@@ -59,6 +59,12 @@ _REALERT_VALUES = {
     "source": "a.source",
     "link": "a.link",
 }
+#: Pages the write-ahead log may reach before a commit copies it back into the database
+#: file (SQLite's default is 1,000): a checkpoint waits for the disk twice, with the
+#: poll loop stopped, and ten times fewer of them, each copying a page changed many times
+#: once, cost a third less (the 1,000-feed benchmark's commits: 9.6 s instead of 16.3).
+#: The daemon's search indexer also checkpoints after each round, on its own thread.
+CHECKPOINT_PAGES = 10_000
 #: Rows deleted per retention transaction.
 PRUNE_BATCH = 500
 #: Articles added to the search index per transaction (about 0.25 ms each).
@@ -481,10 +487,7 @@ def one_value(db: sqlite_utils.Database, sql: str, *args: Any) -> int:
 class Store:
     """The database of one daemon. Not thread-safe: use it from one thread."""
 
-    def __init__(self, path: Path, *, readonly: bool = False, checkpoints: bool = True) -> None:
-        """``checkpoints=False``: this connection's commits never copy the write-ahead
-        log back into the database file (and wait for the disk); another one must call
-        :meth:`checkpoint` regularly (the daemon's search indexer, on its own thread)."""
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
         self.readonly = readonly
         try:
@@ -510,8 +513,9 @@ class Store:
             if not readonly:
                 self.db.enable_wal()
                 conn.execute("PRAGMA synchronous = NORMAL")
-                if not checkpoints:
-                    conn.execute("PRAGMA wal_autocheckpoint = 0")
+                conn.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
+                # After a burst the log file is cut back to that size (pages of 4 KiB).
+                conn.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_PAGES * 4096}")
                 self._migrate()
         except sqlite3.Error as exc:
             raise StorageError(f"{path}: cannot open database: {exc}") from exc

@@ -79,17 +79,17 @@ def test_the_search_index_survives_deleting_indexed_and_unindexed_articles(
     store.db.execute("INSERT INTO articles_fts (articles_fts, rank) VALUES ('integrity-check', 1)")
 
 
-def test_the_loops_store_leaves_checkpoints_to_the_search_indexer(
+def test_the_search_indexer_checkpoints_so_that_commits_rarely_do(
     tmp_path: Path, clock: Clock
 ) -> None:
-    """The daemon's store never checkpoints on commit (that waits for the disk, with
-    the poll loop stopped); the search indexer does, on its own thread, after each
-    round. Until then the database file does not grow: the writes are in the log."""
+    """A commit copies the write-ahead log back into the database file (waiting for the
+    disk, with the poll loop stopped) only past CHECKPOINT_PAGES; the search indexer does
+    it after each round, on its own thread, without waiting for anyone."""
     path = tmp_path / "loop.db"
-    loop = Store(path, checkpoints=False)
+    loop = Store(path)
     size = path.stat().st_size
     text = " ".join(f"word{n}" for n in range(400))
-    for n in range(60):  # far past the 1,000 pages at which a commit checkpoints
+    for n in range(60):  # past SQLite's default of 1,000 pages, far below 10,000
         save(loop, clock, [(article(f"a{n}-{i}", f"Story {n} {i}", text), []) for i in range(20)])
     assert loop.catch_up_search() == 1200  # (so that the indexer's round commits nothing)
     wal = Path(f"{path}-wal")
