@@ -158,13 +158,17 @@ class SearchIndexer:
     def _catch_up(self) -> int:
         if self._store is None:
             self._store = Store(self._database)
-        try:
-            return self._store.catch_up_search(stop=self._closing.is_set)
-        finally:
-            self._store.checkpoint()
+        added = self._store.catch_up_search(stop=self._closing.is_set)
+        self._store.checkpoint()
+        return added
+
+    def request_stop(self) -> None:
+        """Make the round in flight end after the batch being indexed (the rest waits
+        for the next start), so that a stop does not wait for a whole backlog."""
+        self._closing.set()
 
     async def close(self) -> None:
-        """Stop after the batch being indexed (the rest waits for the next start)."""
+        """Stop after the batch being indexed, and close the connection."""
         self._closing.set()
         await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
         self._thread.shutdown(wait=True)
@@ -508,6 +512,7 @@ class Daemon:
             # Paused, not shut down, while polls in flight finish: shutting down cancels
             # the jobs still running, which would cut the grace period short.
             scheduler.pause()
+            self._indexer.request_stop()
             await self._finish_polls()
             scheduler.shutdown(wait=False)
             # After the polls: closing kills the workers, so no parse is cut short.

@@ -749,7 +749,7 @@ def _parse_request(
         matchers[token] = sent
     matcher = matchers[token]  # the pool sends it whenever this worker may lack it
     articles = target(feed, url, content, headers)
-    # The normalised texts are for matching here only: not sent back.
+    # The normalised texts were for matching here: not sent back.
     return [
         (replace(a, normalized=None), None if a.uid in known else matcher.match(a))
         for a in articles

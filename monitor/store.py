@@ -59,11 +59,11 @@ _REALERT_VALUES = {
     "source": "a.source",
     "link": "a.link",
 }
-#: Pages the write-ahead log may reach before a commit copies it back into the database
-#: file (SQLite's default is 1,000): a checkpoint waits for the disk twice, with the
-#: poll loop stopped, and ten times fewer of them, each copying a page changed many times
-#: once, cost a third less (the 1,000-feed benchmark's commits: 9.6 s instead of 16.3).
-#: The daemon's search indexer also checkpoints after each round, on its own thread.
+#: Pages the write-ahead log may reach (about 40 MB) before a commit copies it back into
+#: the database file (SQLite's default is 1,000). A checkpoint waits for the disk twice,
+#: with the poll loop stopped; ten times fewer of them, each copying once a page changed
+#: many times, cost a third less (the 1,000-feed benchmark's commits: 9.6 s instead of
+#: 16.3). The daemon's search indexer also checkpoints after each round, on its thread.
 CHECKPOINT_PAGES = 10_000
 #: Rows deleted per retention transaction.
 PRUNE_BATCH = 500
@@ -514,8 +514,9 @@ class Store:
                 self.db.enable_wal()
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
-                # After a burst the log file is cut back to that size (pages of 4 KiB).
-                conn.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_PAGES * 4096}")
+                # After a burst the log file is cut back to that size.
+                (page,) = conn.execute("PRAGMA page_size").fetchone()
+                conn.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_PAGES * page}")
                 self._migrate()
         except sqlite3.Error as exc:
             raise StorageError(f"{path}: cannot open database: {exc}") from exc

@@ -104,6 +104,25 @@ def test_the_search_indexer_checkpoints_so_that_commits_rarely_do(
     loop.close()
 
 
+def test_a_stop_asked_of_the_search_indexer_ends_its_round_at_the_batch(
+    store: Store, clock: Clock
+) -> None:
+    """The daemon asks the indexer to stop before it waits for the jobs in flight: a
+    round then ends after the batch being indexed instead of working through a first
+    cycle's backlog (tens of thousands of articles) past the stop's grace period."""
+    for n in range(3):
+        save(store, clock, [(article(f"a{n}-{i}", f"Story {n}", "Text."), []) for i in range(200)])
+    indexer = SearchIndexer(store.path)
+    try:
+        assert asyncio.run(indexer.catch_up()) == 600
+        save(store, clock, [(article(f"b{i}", "Later", "Text."), []) for i in range(200)])
+        indexer.request_stop()
+        assert asyncio.run(indexer.catch_up()) == 0  # left for the next start
+    finally:
+        asyncio.run(indexer.close())
+    assert store.unindexed() == 200
+
+
 def test_search_ranks_stems_highlights_and_filters(filled: Store, clock: Clock) -> None:
     found = filled.search("sanction")
     # Stemmed ("sanctions", "sanctioned"); the title match ranks first.
