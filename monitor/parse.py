@@ -99,7 +99,7 @@ from monitor.errors import FeedError
 from monitor.models import Article, Matched
 from monitor.rss import read_rss
 from monitor.stories import fingerprint
-from monitor.text import mask_url, words, words_hash
+from monitor.text import mask_url, spaced, words, words_hash
 
 if TYPE_CHECKING:  # a worker gets its Matcher pickled; this module never builds one
     from monitor.match import Matcher
@@ -355,7 +355,7 @@ def _article(
     # What Matcher.scan would make of title and content ("summary\ncontent"): the same
     # words, as normalize separates them.
     named = parts[0] if title else words(UNTITLED)
-    normalized = (f" {' '.join(named)} ", f" {' '.join(chain(parts[1], parts[2]))} ")
+    normalized = (spaced(named), spaced(chain(parts[1], parts[2])))
     digest = words_hash(parts)
     uid = _uid(guid) or _uid(link) or "hash:" + digest
     return Article(

@@ -70,7 +70,12 @@ def normalize(text: str) -> str:
     folded = _POSSESSIVE.sub("", text.casefold())
     if not folded.isascii():
         folded = _NON_ASCII.sub(_fold_run, folded)
-    return " " + " ".join(folded.translate(_SEPARATORS).split()) + " "
+    return spaced(folded.translate(_SEPARATORS).split())
+
+
+def spaced(folded: Iterable[str]) -> str:
+    """Folded words as :func:`normalize` gives them: ``" w1 w2 ... "``."""
+    return " " + " ".join(folded) + " "
 
 
 def words(text: str) -> list[str]:
