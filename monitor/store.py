@@ -1751,19 +1751,13 @@ class Store:
             where = f" AND channel IN ({','.join('?' * len(channels))})"
             args = list(channels)
         made = 0
-        if not self.db.execute(
-            f"""SELECT 1 FROM deliveries WHERE status = 'deferred'{where} AND release_at <= ?
-                LIMIT 1""",
-            [*args, stamp(now)],
-        ).fetchone():
+        due_batches = f"""SELECT channel, batch FROM deliveries WHERE status = 'deferred'{where}
+                          GROUP BY channel, batch HAVING min(release_at) <= ?"""
+        args.append(stamp(now))
+        if not self.db.execute(due_batches, args).fetchone():
             return 0  # nothing due: no write transaction (this runs every delivery round)
         with self._atomic():
-            due = self.db.execute(
-                f"""SELECT channel, batch FROM deliveries WHERE status = 'deferred'{where}
-                    GROUP BY channel, batch HAVING min(release_at) <= ?""",
-                [*args, stamp(now)],
-            ).fetchall()
-            for channel, batch in due:
+            for channel, batch in self.db.execute(due_batches, args).fetchall():
                 ids = [
                     r[0]
                     for r in self.db.execute(
