@@ -9,11 +9,15 @@ Timestamps are stored as ISO 8601 UTC text (``2026-11-24T07:21:13Z``), which sor
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import sqlite3
-from collections import Counter
+from bisect import bisect_left
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from itertools import groupby, islice
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -455,6 +459,23 @@ def _search_index_behind(db: sqlite_utils.Database) -> None:
         END""")
 
 
+@migrations(name="0010_story_postings")
+def _story_postings(db: sqlite_utils.Database) -> None:
+    # Candidate lookup reads one row per index key instead of an index range: the ids of
+    # the newest PER_KEY articles under the key, as one blob of sorted 32-bit ids
+    # (monitor.stories.pack). story_keys stays, without its index on the key: which keys
+    # each article has, for pruning and rekeying.
+    db.execute("CREATE TABLE story_postings (key INTEGER PRIMARY KEY, articles BLOB NOT NULL)")
+    rows = db.execute("SELECT key, id >> 5 FROM story_keys ORDER BY key, id DESC")
+    postings = (
+        (key, pack(a for _, a in islice(group, PER_KEY)))
+        for key, group in groupby(rows, itemgetter(0))
+    )
+    while batch := list(islice(postings, 1000)):
+        db.conn.executemany("INSERT INTO story_postings (key, articles) VALUES (?, ?)", batch)
+    db.execute("DROP INDEX story_keys_key")
+
+
 @contextlib.contextmanager
 def _busy(path: Path) -> Iterator[None]:
     """sqlite3's "database is locked" as StorageBusy, so callers can try again."""
@@ -791,38 +812,31 @@ class Store:
 
     def _story_of(
         self, article: Article, cutoff: str, vocabulary: Vocabulary | None
-    ) -> tuple[Sketch, int | None]:
-        """The article's sketch, and the open story it belongs to (None: a new one)."""
+    ) -> tuple[Sketch, int | None, dict[int, bytes] | None]:
+        """The article's sketch, the open story it belongs to (None: a new one), and the
+        postings of its keys if they were read (for :meth:`_index_keys`)."""
         text = "\n".join(p for p in (article.summary, article.content) if p)
         new = sketch(article.title, text, vocabulary, prints=article.fingerprint)
         if not new.keys or len(new.words) < MIN_WORDS:
-            return new, None  # nothing to look it up by: a story of its own
+            return new, None, None  # nothing to look it up by: a story of its own
         # Stored articles sharing enough index keys with it (shared_keys_needed), ranked
-        # by how many they share. Only the newest entries of each key are read: a key that thousands
-        # of articles have (a common word) costs no more than a rare one, and cannot
-        # crowd out the one old article that shares ten keys.
-        per_key = " UNION ALL ".join(
-            ["SELECT * FROM (SELECT id FROM story_keys WHERE key = ? ORDER BY id DESC LIMIT ?)"]
-            * len(new.keys)
+        # by how many they share. Only the newest entries of each key are kept: a key
+        # that thousands of articles have (a common word) costs no more than a rare one,
+        # and cannot crowd out the one old article that shares ten keys.
+        postings = self._postings(new.keys)
+        shared: Counter[int] = Counter()
+        for blob in postings.values():
+            shared.update(unpack(blob))
+        needed = shared_keys_needed(new)
+        found = heapq.nlargest(
+            MAX_CANDIDATES,
+            ((count, article) for article, count in shared.items() if count >= needed),
         )
-        found = [
-            (row[0], row[1])
-            for row in self.db.execute(
-                f"""SELECT id >> 5 AS article, count(*) AS shared FROM ({per_key})
-                    GROUP BY article HAVING shared >= ?
-                    ORDER BY shared DESC, article DESC LIMIT ?""",
-                [
-                    *(v for key in new.keys for v in (key, PER_KEY)),
-                    shared_keys_needed(new),
-                    MAX_CANDIDATES,
-                ],
-            )
-        ]
         if not found:
-            return new, None
+            return new, None, postings
         # An article sharing a third as many keys as the closest one is not closer.
-        floor = found[0][1] // 3
-        ranked = [article for article, shared in found if shared >= floor]
+        floor = found[0][0] // 3
+        ranked = [article for count, article in found if count >= floor]
         marks = ",".join("?" * len(ranked))
         rows = {
             r[0]: r[1:]
@@ -843,7 +857,28 @@ class Store:
                 per_story[story] += 1
                 if per_story[story] <= PER_STORY:
                     candidates.append((story, Packed(unpack(words), unpack(numbers))))
-        return new, best_story(new, candidates, vocabulary or _NO_VOCABULARY)
+        return new, best_story(new, candidates, vocabulary or _NO_VOCABULARY), postings
+
+    def _postings(self, keys: Collection[int]) -> dict[int, bytes]:
+        """key -> the ids of the newest (at most PER_KEY) articles under it, packed."""
+        marks = ",".join("?" * len(keys))
+        return dict(
+            self.db.execute(
+                f"SELECT key, articles FROM story_postings WHERE key IN ({marks})", list(keys)
+            ).fetchall()
+        )
+
+    def _set_postings(self, postings: Mapping[int, Sequence[int]]) -> None:
+        """Write these keys' article ids (sorted; a key with none is deleted)."""
+        self.db.conn.executemany(
+            """INSERT INTO story_postings (key, articles) VALUES (?, ?)
+               ON CONFLICT (key) DO UPDATE SET articles = excluded.articles""",
+            [(key, pack(ids[-PER_KEY:])) for key, ids in postings.items() if ids],
+        )
+        self.db.conn.executemany(
+            "DELETE FROM story_postings WHERE key = ?",
+            [(key,) for key, ids in postings.items() if not ids],
+        )
 
     def _join_story(
         self,
@@ -855,7 +890,7 @@ class Store:
         """Store an article in its story (an open one it is a copy of, or a new one):
         (article id, story id, whether the story gained a source, whether the article
         started it); None if the article was stored already."""
-        new, story_id = self._story_of(article, cutoff, vocabulary)
+        new, story_id, postings = self._story_of(article, cutoff, vocabulary)
         source = outlet(article.link, article.feed)
         created = story_id is None
         grew = False
@@ -891,14 +926,31 @@ class Store:
                 "VALUES (?, ?, ?, ?)",
                 [article_id, story_id, pack(new.words), pack(new.numbers)],
             )
-            self._index_keys(article_id, new.keys)
+            self._index_keys(article_id, new.keys, postings)
         return article_id, story_id, grew, created
 
-    def _index_keys(self, article_id: int, keys: Sequence[int]) -> None:
-        """An article's index keys; ``story_keys.id`` is article_id * 32 + band."""
+    def _index_keys(
+        self, article_id: int, keys: Sequence[int], postings: Mapping[int, bytes] | None = None
+    ) -> None:
+        """Index a new article (the newest one stored) under its keys: ``story_keys``
+        (``id`` is article_id * 32 + band) and each key's postings (``postings``: as
+        :meth:`_postings` read them in this transaction, if it did)."""
+        if not keys:
+            return
         self.db.conn.executemany(
             "INSERT INTO story_keys (id, key) VALUES (?, ?)",
             [(article_id * 32 + band, key) for band, key in enumerate(keys)],
+        )
+        if postings is None:
+            postings = self._postings(keys)
+        # Appended: ids only grow, so each blob stays sorted, oldest first. The 4 bytes an
+        # id takes (pack) are what the slice keeps PER_KEY - 1 of.
+        entry = pack((article_id,))
+        keep = 4 * (PER_KEY - 1)
+        self.db.conn.executemany(
+            """INSERT INTO story_postings (key, articles) VALUES (?, ?)
+               ON CONFLICT (key) DO UPDATE SET articles = excluded.articles""",
+            [(key, postings.get(key, b"")[-keep:] + entry if keep else entry) for key in keys],
         )
 
     def _story_alerts(
@@ -1102,14 +1154,48 @@ class Store:
                 "SELECT article_id, words FROM story_sketches ORDER BY article_id DESC LIMIT ?",
                 [limit],
             ).fetchall()
-            for article_id, words in rows:
+            if not rows:
+                return 0
+            lowest = rows[-1][0]
+            before: dict[int, list[int]] = defaultdict(list)
+            for entry, key in self.db.execute(
+                "SELECT id, key FROM story_keys WHERE id >= ? ORDER BY id", [lowest * 32]
+            ):
+                before[entry >> 5].append(key)
+            gone: dict[int, set[int]] = defaultdict(set)  # key -> articles leaving it
+            added: dict[int, list[int]] = defaultdict(list)  # key -> articles joining it
+            changed = 0
+            for article_id, words in reversed(rows):  # oldest first: postings stay sorted
                 keys = keys_of(unpack(words), vocabulary)
+                old = before.get(article_id, [])
+                if tuple(old) == keys:
+                    continue  # a restart's first estimate: mostly the same common words
+                changed += 1
+                for key in old:
+                    gone[key].add(article_id)
+                for key in keys:
+                    added[key].append(article_id)
                 self.db.execute(
                     "DELETE FROM story_keys WHERE id >= ? AND id < ?",
                     [article_id * 32, article_id * 32 + 32],
                 )
-                self._index_keys(article_id, keys)
-        return len(rows)
+                self.db.conn.executemany(
+                    "INSERT INTO story_keys (id, key) VALUES (?, ?)",
+                    [(article_id * 32 + band, key) for band, key in enumerate(keys)],
+                )
+            touched = sorted(gone.keys() | added.keys())
+            for start in range(0, len(touched), 500):
+                chunk = touched[start : start + 500]
+                postings = self._postings(chunk)
+                updated: dict[int, list[int]] = {}
+                for key in chunk:
+                    leaving = gone.get(key, set())
+                    ids = [a for a in unpack(postings.get(key, b"")) if a not in leaving]
+                    # Rekeyed articles are the newest with a sketch: an id of theirs that
+                    # stays or joins sorts after every id left in place.
+                    updated[key] = sorted({*ids, *added.get(key, ())})
+                self._set_postings(updated)
+        return changed
 
     def prune_story_index(self, before: datetime) -> int:
         """Forget the sketches of articles seen before ``before`` (the story quiet period):
@@ -1122,6 +1208,21 @@ class Store:
             cursor = self.db.execute(
                 "DELETE FROM story_sketches WHERE article_id < ?", [first_kept]
             )
+            touched = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT DISTINCT key FROM story_keys WHERE id < ?", [first_kept * 32]
+                )
+            ]
+            for start in range(0, len(touched), 500):
+                postings = self._postings(touched[start : start + 500])
+                # Sorted, oldest first: the forgotten ids are a prefix.
+                self._set_postings(
+                    {
+                        key: ids[bisect_left(ids, first_kept) :]
+                        for key, ids in ((k, unpack(b)) for k, b in postings.items())
+                    }
+                )
             self.db.execute("DELETE FROM story_keys WHERE id < ?", [first_kept * 32])
         return int(cursor.rowcount)
 

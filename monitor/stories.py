@@ -26,11 +26,12 @@ recall on the hand-labelled articles in ``tests/data/stories/labelled.yaml``.
 
 Finding candidates: each article is indexed under a bottom-k MinHash of its words that
 are not common: the ``KEYS`` smallest hashes among the words in at most
-``COMMON_SHARE`` of recent stories (or in at most ``COMMON_COUNT`` of them), which the
-store keeps in an indexed table. Two articles with Jaccard similarity J over those words
+``COMMON_SHARE`` of recent stories (or in at most ``COMMON_COUNT`` of them). The store
+keeps, for each key, the ids of the newest articles under it as one row (a posting
+list), so a lookup reads one row per key. Two articles with Jaccard similarity J over those words
 share about ``KEYS`` x J keys: a copy nearly all, a paraphrase several (names, places,
 figures), an unrelated article at most one by chance. The store compares a new article
-only with articles that share enough keys (:func:`shared_keys_needed`), reading a
+only with articles that share enough keys (:func:`shared_keys_needed`), among a
 bounded number of entries per key, so a lookup costs the same whatever the number of
 stored articles. Word frequencies (:class:`Vocabulary`) come from the newest article of
 each recent story; with too few yet (a new database) no word is common and every word

@@ -20,13 +20,14 @@ from monitor.models import AlertPolicy, Article, Hit
 from monitor.policy import story_steps
 from monitor.render import render
 from monitor.ruleset import load_rules
-from monitor.store import Store
+from monitor.store import PER_KEY, Store, migrations
 from monitor.stories import (
     Vocabulary,
     best_story,
     content_words,
     outlet,
     sketch,
+    unpack,
 )
 from monitor.text import words
 
@@ -172,6 +173,85 @@ def test_a_quiet_story_closes_and_its_index_is_pruned(store: Store, clock: Clock
     assert store.db.execute("SELECT count(*) FROM story_sketches").fetchone()[0] == 1
     kept = store.db.execute("SELECT min(id) >> 5 FROM story_keys").fetchone()[0]
     assert kept == store.db.execute("SELECT max(id) FROM articles").fetchone()[0]
+
+
+def postings(store: Store) -> dict[int, list[int]]:
+    rows = store.db.execute("SELECT key, articles FROM story_postings")
+    return {key: list(unpack(blob)) for key, blob in rows}
+
+
+def expected_postings(store: Store) -> dict[int, list[int]]:
+    """What the postings must hold: the newest PER_KEY articles of each key in story_keys."""
+    by_key: dict[int, list[int]] = {}
+    for entry, key in store.db.execute("SELECT id, key FROM story_keys ORDER BY id"):
+        by_key.setdefault(key, []).append(entry >> 5)
+    return {key: ids[-PER_KEY:] for key, ids in by_key.items()}
+
+
+def filler(i: int, word: str) -> Article:
+    return Article(
+        feed="filler",
+        uid=f"filler-{i}",
+        title=f"Council notice {i}",
+        link=f"https://filler{i}.example/{i}",
+        summary=f"{word} municipal bakery opens new branch number {i} downtown street",
+    )
+
+
+def test_postings_follow_saves_rekeys_and_pruning(store: Store, clock: Clock) -> None:
+    keys = sorted(LABELLED)
+    save(store, clock, keys[:40])
+    assert postings(store) == expected_postings(store) and postings(store)
+    # New common words: the keys of stored articles change, and their postings with them.
+    common = Vocabulary()
+    common.common = frozenset(content_words(" ".join(LABELLED[k]["text"] for k in keys[:10])))
+    assert store.rekey_stories(common) > 0
+    assert postings(store) == expected_postings(store)
+    assert store.rekey_stories(common) == 0  # the same words again: nothing to rebuild
+    clock.advance(days=3)
+    save(store, clock, keys[40:50])
+    assert store.prune_story_index(clock() - timedelta(days=2)) == 40
+    assert postings(store) == expected_postings(store)
+    kept = {a for ids in postings(store).values() for a in ids}
+    assert kept and min(kept) > 40
+    clock.advance(days=3)
+    store.prune_story_index(clock() - timedelta(days=2))
+    assert postings(store) == {}  # nothing seen within the quiet period: all forgotten
+    assert store.db.execute("SELECT count(*) FROM story_keys").fetchone()[0] == 0
+
+
+def test_a_crowded_key_keeps_its_newest_articles(store: Store, clock: Clock) -> None:
+    word = "bakeryowner"
+    for i in range(PER_KEY + 30):
+        store.save([(filler(i, word), [])], clock())
+    (crowded,) = content_words(word)
+    held = postings(store)[crowded]
+    assert len(held) == PER_KEY and held == sorted(held)
+    assert held == expected_postings(store)[crowded]
+    assert held[0] == 31  # the first 30 fell out: only the newest are read
+
+
+def test_the_postings_migration_keeps_the_newest_entries_of_each_key(tmp_path: Path) -> None:
+    import sqlite_utils
+
+    path = tmp_path / "news.db"
+    db = sqlite_utils.Database(path)
+    migrations.apply(db, stop_before="0010_story_postings")
+    rows = [
+        ((article + 1) * 32 + band, key)
+        for article in range(300)
+        for band, key in enumerate((7, 1000 + article % 5, 2000 + article))
+    ]
+    db.conn.executemany("INSERT INTO story_keys (id, key) VALUES (?, ?)", rows)
+    db.conn.commit()
+    db.conn.close()
+    store = Store(path)
+    assert postings(store) == expected_postings(store)
+    assert postings(store)[7] == list(range(101, 301))  # the newest PER_KEY of 300
+    assert postings(store)[2005] == [6]
+    indexes = [r[0] for r in store.db.execute("SELECT name FROM pragma_index_list('story_keys')")]
+    assert indexes == []  # the lookups no longer need one on the key
+    store.close()
 
 
 def test_story_steps_decide_first_alert_follow_ups_and_skipped_thresholds() -> None:
