@@ -25,7 +25,7 @@ Contenders:
   once (``asyncio.gather``; at start the daemon's scheduler starts every feed's first
   poll at once too), a real ``Fetcher(allow_private=["127.0.0.0/8"])`` with
   ``per_host = total = --concurrency`` (every feed is on one host), a real
-  ``ParsePool(--parse-workers)`` with the default deadline and 512 MiB cap, a real
+  ``ParsePool(--parse-workers)`` with the default deadline, 512 MiB cap and nice, a real
   ``Store`` on a fresh SQLite file, a ``Matcher`` of the shipped ``rules/``, the
   daemon's INFO logging to stderr (a file here), ``default_channels: [terminal]``;
 * ``reader``: lemon24/reader in its own venv (``--reader-python``; created with
@@ -88,6 +88,7 @@ FIRST_CYCLE_SPEEDUP = 2.0
 MEMORY_TARGET = 150 * 2**20
 MEMORY_TARGET_FEEDS = 10_000
 PARSE_MEMORY_LIMIT = 512 * 2**20  # the daemon's default parse.memory_limit (RLIMIT_AS)
+PARSE_NICE = 10  # the daemon's default parse.nice (monitor.config.PARSE_NICE)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MiB = 2**20
 
@@ -579,7 +580,12 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
     fetcher = Fetcher(
         allow_private=["127.0.0.0/8"], per_host=args.concurrency, total=args.concurrency
     )
-    pool = ParsePool(args.parse_workers, deadline=20.0, memory_limit=PARSE_MEMORY_LIMIT)
+    pool = ParsePool(
+        args.parse_workers,
+        deadline=20.0,
+        memory_limit=PARSE_MEMORY_LIMIT,
+        nice=args.parse_nice,
+    )
     ctx = PollContext(
         store=store,
         fetch=fetcher.fetch,
@@ -590,7 +596,8 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
         slots=in_flight(args.concurrency, args.parse_workers),
     )
     out: dict[str, Any] = {
-        "config": f"per_host=total={args.concurrency}, parse workers={args.parse_workers}",
+        "config": f"per_host=total={args.concurrency}, parse workers={args.parse_workers}"
+        f" at nice {args.parse_nice}",
         "rules": len(matcher.rules),
         "cycles": [],
     }
@@ -794,6 +801,7 @@ def run_child(
     command += ["--server-pid", str(server.process.pid), "--workdir", str(workdir)]
     command += ["--feeds", str(args.feeds), "--concurrency", str(args.concurrency)]
     command += ["--parse-workers", str(args.parse_workers), "--log-level", args.log_level]
+    command += ["--parse-nice", str(args.parse_nice)]
     command += ["--reader-workers", str(args.reader_workers), "--rules", args.rules]
     command += ["--profile"] if profile else []
     log = workdir / f"{name.replace('+', '-')}{'-profile' if profile else ''}.stderr"
@@ -1068,6 +1076,12 @@ def main() -> None:
         "--concurrency", type=int, default=20, help="fetches at once (the daemon's fetch.total)"
     )
     parser.add_argument("--parse-workers", type=int, default=2, help="ParsePool workers")
+    parser.add_argument(
+        "--parse-nice",
+        type=int,
+        default=PARSE_NICE,
+        help="the workers' nice increment (the daemon's parse.nice; 0: none)",
+    )
     parser.add_argument("--reader-workers", type=int, default=1, help="update_feeds workers")
     parser.add_argument("--reader-python", default=DEFAULT_READER_PYTHON)
     parser.add_argument("--rules", default=str(REPO / "rules"), help="our rules directory")

@@ -40,7 +40,9 @@ RETENTION_KEYS = ("articles", "hits")
 METRICS_KEYS = ("listen", "stale_after")
 FEED_KEYS = ("name", "url", "interval", "enabled", "tags", "silence", "baseline")
 HEALTH_KEYS = ("failures", "silence")
-PARSE_KEYS = ("workers", "deadline", "memory_limit")
+PARSE_KEYS = ("workers", "deadline", "memory_limit", "nice")
+#: How much lower the parse workers' CPU priority is than the daemon's (monitor.parse).
+PARSE_NICE = 10
 STORIES_KEYS = ("quiet",)
 CHANNEL_KEYS = (
     "url",
@@ -114,6 +116,8 @@ class Settings:
     parse_workers: int = 2
     parse_deadline: float = 20.0
     parse_memory_limit: int | None = 512 * 2**20
+    #: How much lower the workers' CPU priority is than the daemon's (nice increment).
+    parse_nice: int = PARSE_NICE
     #: Up to this many seconds are added at random to each feed's interval.
     jitter: float = 5.0
     user_agent: str = ""
@@ -320,10 +324,20 @@ class _Reader:
             )
         return url or ""
 
-    def count(self, data: YamlMap, key: str, default: int, minimum: int) -> int:
+    def count(
+        self, data: YamlMap, key: str, default: int, minimum: int, maximum: int | None = None
+    ) -> int:
         value = data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.error(f"`{key}` must be a whole number, at least {minimum}", data.pos(key))
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < minimum
+            or (maximum is not None and value > maximum)
+        ):
+            bounds = (
+                f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+            )
+            self.error(f"`{key}` must be a whole number, {bounds}", data.pos(key))
             return default
         return value
 
@@ -616,6 +630,7 @@ def load_settings(path: Path, env: Mapping[str, str], *, secrets: bool = True) -
         parse_workers=reader.count(parse, "workers", 2, 1),
         parse_deadline=reader.duration(parse, "deadline", 20.0, 1.0),
         parse_memory_limit=memory_limit,
+        parse_nice=reader.count(parse, "nice", PARSE_NICE, 0, maximum=19),
         delivery_interval=reader.duration(delivery, "interval", 5.0, 0.05),
         retry_min=reader.duration(delivery, "retry_min", 30.0, 0.0),
         retry_max=reader.duration(delivery, "retry_max", 3600.0, 0.0),

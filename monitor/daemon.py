@@ -435,6 +435,7 @@ class Daemon:
             settings.parse_workers,
             deadline=settings.parse_deadline,
             memory_limit=settings.parse_memory_limit,
+            nice=settings.parse_nice,
         )
         server = None
         if settings.metrics_listen is not None:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load_settings, parse_duration
+from monitor.config import PARSE_NICE, Settings, load_settings, parse_duration
 from monitor.errors import ConfigErrors
 
 ROOT = Path(__file__).parent.parent
@@ -77,6 +77,23 @@ def test_every_error_at_once_with_file_and_line(tmp_path: Path) -> None:
     assert "duplicate feed name 'wire'" in errors
     assert "config.yaml:10:3: environment variable SMTP_PASSWORD is not set" in errors
     assert "config.yaml:11:1: default channel 'pager' is not defined" in errors
+
+
+def test_parse_worker_priority_is_a_nice_increment(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, "parse:\n  nice: 0\n"), {}).parse_nice == 0
+    assert load_settings(write(tmp_path, "database: x.db\n"), {}).parse_nice == 10
+    errors = "\n".join(errors_of(write(tmp_path, "parse:\n  nice: 20\n")))
+    assert "config.yaml:2:3: `nice` must be a whole number, from 0 to 19" in errors
+
+
+def test_the_poll_benchmark_parses_with_the_daemons_defaults() -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import poll_bench  # it cannot import monitor at the top: reader's venv runs it too
+
+    assert poll_bench.PARSE_NICE == PARSE_NICE == Settings.parse_nice
+    assert Settings.parse_memory_limit == poll_bench.PARSE_MEMORY_LIMIT
 
 
 def test_missing_secret_is_named_but_never_shown(tmp_path: Path) -> None:

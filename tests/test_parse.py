@@ -695,6 +695,20 @@ def test_a_feed_parses_through_the_pool_exactly_as_in_process(no_leaks: None) ->
     assert through_pool == parse_feed("wire", URL, content, RSS_TYPE)
 
 
+def test_workers_run_at_a_lower_cpu_priority_than_the_daemon(no_leaks: None) -> None:
+    import os
+
+    content = fifty_items()
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    with ParsePool(1, nice=7) as lowered, ParsePool(1) as level:
+        for pool in (lowered, level):
+            assert len(run(pool.parse("wire", URL, content, RSS_TYPE))) == 50
+        [worker] = [p.pid for p in lowered.processes]
+        [same] = [p.pid for p in level.processes]
+        assert os.getpriority(os.PRIO_PROCESS, worker or 0) == min(own + 7, 19)
+        assert os.getpriority(os.PRIO_PROCESS, same or 0) == own
+
+
 def matcher_of(*queries: str) -> Matcher:
     return Matcher(
         [
@@ -921,7 +935,7 @@ def test_the_cpu_limit_stops_a_busy_worker_even_without_the_parent(no_leaks: Non
     parent, child = context.Pipe()
     worker = context.Process(  # type: ignore[attr-defined]
         target=monitor.parse._worker_main,
-        args=(child, parse_hooks.misbehave, None, 1),
+        args=(child, parse_hooks.misbehave, None, 1, 0),
         daemon=True,
     )
     worker.start()
