@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import json
-import os
 import sqlite3
-import threading
 from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -487,23 +485,6 @@ def _search_index_merges(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO articles_fts (articles_fts, rank) VALUES ('automerge', 16)")
 
 
-#: Seconds a write transaction waits for the write lock (SQLite's busy timeout too).
-BUSY_TIMEOUT = 5.0
-_write_locks: dict[str, threading.Lock] = {}
-_write_locks_guard = threading.Lock()
-
-
-def _write_lock(path: Path) -> threading.Lock:
-    """The lock this process's connections to ``path`` take around a write transaction
-    (the poll loop's and the search indexer's, on its thread). A writer then waits
-    exactly as long as the other's transaction lasts: SQLite's own busy handler sleeps in
-    steps (1, 2, 5, 10, 15, 20, 25 ms...) and oversleeps most of a short transaction
-    (8 s of the poll loop's 74 in the 1,000-feed first cycle). Other processes still
-    meet SQLite's lock and busy timeout."""
-    with _write_locks_guard:
-        return _write_locks.setdefault(os.path.realpath(path), threading.Lock())
-
-
 @contextlib.contextmanager
 def _busy(path: Path) -> Iterator[None]:
     """sqlite3's "database is locked" as StorageBusy, so callers can try again."""
@@ -539,7 +520,6 @@ class Store:
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
         self.readonly = readonly
-        self._write_lock = _write_lock(path)
         try:
             if readonly:
                 if not path.exists():
@@ -557,7 +537,7 @@ class Store:
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(path)
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("PRAGMA foreign_keys = ON")
             self.db = sqlite_utils.Database(conn)
             if not readonly:
@@ -597,33 +577,24 @@ class Store:
         """A write transaction. BEGIN IMMEDIATE takes the write lock first (waiting up to
         the busy timeout): a transaction that reads before it writes, begun deferred,
         fails at its first write if another connection (the search indexer, a command)
-        committed in between, and in WAL mode no timeout helps with that. Before it, the
-        process's own lock for the file (:func:`_write_lock`). Nested: a savepoint, as
-        sqlite-utils makes one."""
+        committed in between, and in WAL mode no timeout helps with that. Nested: a
+        savepoint, as sqlite-utils makes one."""
         conn = self.db.conn
         if conn.in_transaction or self.readonly:
             with self.db.atomic():
                 yield
             return
-        lock = self._write_lock
-        if not lock.acquire(timeout=BUSY_TIMEOUT):
-            raise sqlite3.OperationalError(
-                "database is locked (another connection of this process is writing)"
-            )
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self.db.rollback()
-                raise
-            try:
-                conn.execute("COMMIT")
-            except BaseException:
-                self.db.rollback()
-                raise
-        finally:
-            lock.release()
+            yield
+        except BaseException:
+            self.db.rollback()
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            self.db.rollback()
+            raise
 
     # --- feeds ----------------------------------------------------------------------------
 

@@ -123,49 +123,6 @@ def test_a_stop_asked_of_the_search_indexer_ends_its_round_at_the_batch(
     assert store.unindexed() == 200
 
 
-def test_the_loop_and_the_indexer_take_turns_on_one_write_lock(
-    tmp_path: Path, clock: Clock
-) -> None:
-    """Both connections of the daemon take the process's lock for the file (one per file,
-    whatever the path's spelling) around a write transaction, so the loop waits exactly
-    for the indexer's batch instead of SQLite's stepped sleeps; interleaved, every write
-    of both lands."""
-    import threading
-
-    from monitor.store import _write_lock
-
-    path = tmp_path / "news.db"
-    assert _write_lock(path) is _write_lock(tmp_path / "sub" / ".." / "news.db")
-    assert _write_lock(path) is not _write_lock(tmp_path / "other.db")
-    loop = Store(path)
-    done = threading.Event()
-    indexed: list[int] = []
-    failures: list[BaseException] = []
-
-    def index() -> None:
-        indexer = Store(path)
-        try:
-            while not done.is_set() or indexer.unindexed():
-                indexed.append(indexer.index_search(batch=7))
-        except BaseException as exc:  # reported below
-            failures.append(exc)
-        finally:
-            indexer.close()
-
-    thread = threading.Thread(target=index)
-    thread.start()
-    try:
-        for n in range(40):
-            save(
-                loop, clock, [(article(f"a{n}-{i}", f"Story {n}", "Text."), []) for i in range(10)]
-            )
-    finally:
-        done.set()
-        thread.join()
-    assert failures == [] and sum(indexed) == 400 and loop.unindexed() == 0
-    loop.close()
-
-
 def test_the_search_index_merges_sixteen_segments_at_a_time(store: Store) -> None:
     """FTS5's automerge (4 by default) at 16: a third less CPU to fill the index."""
     config = dict(store.db.execute("SELECT k, v FROM articles_fts_config").fetchall())
