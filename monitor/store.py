@@ -50,8 +50,10 @@ DEFAULT_QUIET = timedelta(days=2)
 #: articles compared with it (those sharing the most keys).
 PER_KEY = 200
 MAX_CANDIDATES = 20
-#: Most recent indexed articles whose keys are rebuilt when the common words change.
+#: Most recent indexed articles whose keys are rebuilt when the common words change, and
+#: how many a transaction.
 REKEY_LIMIT = 20_000
+REKEY_BATCH = 1000
 
 #: Articles of one story compared with a new one, at most (the newest).
 PER_STORY = 3
@@ -1154,76 +1156,88 @@ class Store:
         )
         return int(cursor.lastrowid or 0)
 
-    def rekey_stories(self, vocabulary: Vocabulary, limit: int = REKEY_LIMIT) -> int:
+    def rekey_stories(
+        self, vocabulary: Vocabulary, limit: int = REKEY_LIMIT, batch: int = REKEY_BATCH
+    ) -> int:
         """Rebuild the index keys of the ``limit`` newest indexed articles under the
         vocabulary's common words (called when they changed a lot: a new database's
-        first estimates). Returns the articles rekeyed."""
-        with self._atomic():
-            rows = self.db.execute(
-                "SELECT article_id, words FROM story_sketches ORDER BY article_id DESC LIMIT ?",
-                [limit],
-            ).fetchall()
-            if not rows:
-                return 0
-            lowest = rows[-1][0]
-            before: dict[int, list[int]] = defaultdict(list)
-            for entry, key in self.db.execute(
-                "SELECT id, key FROM story_keys WHERE id >= ? ORDER BY id", [lowest * 32]
-            ):
-                before[entry >> 5].append(key)
-            gone: dict[int, set[int]] = defaultdict(set)  # key -> articles leaving it
-            added: dict[int, list[int]] = defaultdict(list)  # key -> articles joining it
-            changed = 0
-            for article_id, words in reversed(rows):  # oldest first: postings stay sorted
-                keys = keys_of(unpack(words), vocabulary)
-                old = before.get(article_id, [])
-                if tuple(old) == keys:
-                    continue  # a restart's first estimate: mostly the same common words
-                changed += 1
-                for key in old:
-                    gone[key].add(article_id)
-                for key in keys:
-                    added[key].append(article_id)
-                self.db.execute(
-                    "DELETE FROM story_keys WHERE id >= ? AND id < ?",
-                    [article_id * 32, article_id * 32 + 32],
-                )
-                self.db.conn.executemany(
-                    "INSERT INTO story_keys (id, key) VALUES (?, ?)",
-                    [(article_id * 32 + band, key) for band, key in enumerate(keys)],
-                )
-            touched = sorted(gone.keys() | added.keys())
-            for start in range(0, len(touched), 500):
-                chunk = touched[start : start + 500]
-                postings = self._postings(chunk)
-                updated: dict[int, list[int]] = {}
-                for key in chunk:
-                    leaving = gone.get(key, set())
-                    ids = [a for a in unpack(postings.get(key, b"")) if a not in leaving]
-                    # Rekeyed articles are the newest with a sketch: an id of theirs that
-                    # stays or joins sorts after every id left in place.
-                    updated[key] = sorted({*ids, *added.get(key, ())})
-                self._set_postings(updated)
+        first estimates, and each start's), newest first, ``batch`` articles a
+        transaction. Returns how many articles' keys changed."""
+        changed = done = 0
+        below = 1 << 62
+        while done < limit:
+            with self._atomic():
+                rows = self.db.execute(
+                    """SELECT article_id, words FROM story_sketches WHERE article_id < ?
+                       ORDER BY article_id DESC LIMIT ?""",
+                    [below, min(batch, limit - done)],
+                ).fetchall()
+                if not rows:
+                    break
+                changed += self._rekey(rows, vocabulary)
+            done += len(rows)
+            below = rows[-1][0]
+        return changed
+
+    def _rekey(self, rows: Sequence[tuple[int, bytes]], vocabulary: Vocabulary) -> int:
+        """New keys for these (article id, words) rows, newest first; their postings
+        mended. Returns how many articles' keys changed."""
+        before: dict[int, list[int]] = defaultdict(list)
+        for entry, key in self.db.execute(
+            "SELECT id, key FROM story_keys WHERE id >= ? AND id < ? ORDER BY id",
+            [rows[-1][0] * 32, (rows[0][0] + 1) * 32],
+        ):
+            before[entry >> 5].append(key)
+        gone: dict[int, set[int]] = defaultdict(set)  # key -> articles leaving it
+        added: dict[int, set[int]] = defaultdict(set)  # key -> articles joining it
+        changed = 0
+        for article_id, words in rows:
+            keys = keys_of(unpack(words), vocabulary)
+            old = before.get(article_id, [])
+            if tuple(old) == keys:
+                continue  # a start's first estimate: mostly the same common words
+            changed += 1
+            for key in old:
+                gone[key].add(article_id)
+            for key in keys:
+                added[key].add(article_id)
+            self.db.execute(
+                "DELETE FROM story_keys WHERE id >= ? AND id < ?",
+                [article_id * 32, article_id * 32 + 32],
+            )
+            self.db.conn.executemany(
+                "INSERT INTO story_keys (id, key) VALUES (?, ?)",
+                [(article_id * 32 + band, key) for band, key in enumerate(keys)],
+            )
+        touched = sorted(gone.keys() | added.keys())
+        for start in range(0, len(touched), 500):
+            chunk = touched[start : start + 500]
+            postings = self._postings(chunk)
+            updated: dict[int, list[int]] = {}
+            for key in chunk:
+                leaving = gone.get(key, set())
+                kept = {a for a in unpack(postings.get(key, b"")) if a not in leaving}
+                updated[key] = sorted(kept | added.get(key, set()))
+            self._set_postings(updated)
         return changed
 
     def prune_story_index(self, before: datetime) -> int:
         """Forget the sketches of articles seen before ``before`` (the story quiet period):
-        new articles are compared with recent ones only. Returns the articles forgotten."""
-        with self._atomic():
-            row = self.db.execute(
-                "SELECT min(id) FROM articles WHERE seen_at >= ?", [stamp(before)]
-            ).fetchone()
-            first_kept = row[0] if row[0] is not None else 1 << 40
-            cursor = self.db.execute(
-                "DELETE FROM story_sketches WHERE article_id < ?", [first_kept]
+        new articles are compared with recent ones only. The postings of their keys are
+        mended first, 500 keys a transaction (a step left undone is done again next
+        time). Returns the articles forgotten."""
+        row = self.db.execute(
+            "SELECT min(id) FROM articles WHERE seen_at >= ?", [stamp(before)]
+        ).fetchone()
+        first_kept = row[0] if row[0] is not None else 1 << 40
+        touched = [
+            r[0]
+            for r in self.db.execute(
+                "SELECT DISTINCT key FROM story_keys WHERE id < ?", [first_kept * 32]
             )
-            touched = [
-                r[0]
-                for r in self.db.execute(
-                    "SELECT DISTINCT key FROM story_keys WHERE id < ?", [first_kept * 32]
-                )
-            ]
-            for start in range(0, len(touched), 500):
+        ]
+        for start in range(0, len(touched), 500):
+            with self._atomic():
                 postings = self._postings(touched[start : start + 500])
                 # Sorted, oldest first: the forgotten ids are a prefix.
                 self._set_postings(
@@ -1232,6 +1246,10 @@ class Store:
                         for key, ids in ((k, unpack(b)) for k, b in postings.items())
                     }
                 )
+        with self._atomic():
+            cursor = self.db.execute(
+                "DELETE FROM story_sketches WHERE article_id < ?", [first_kept]
+            )
             self.db.execute("DELETE FROM story_keys WHERE id < ?", [first_kept * 32])
         return int(cursor.rowcount)
 

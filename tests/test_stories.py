@@ -205,9 +205,11 @@ def test_postings_follow_saves_rekeys_and_pruning(store: Store, clock: Clock) ->
     # New common words: the keys of stored articles change, and their postings with them.
     common = Vocabulary()
     common.common = frozenset(content_words(" ".join(LABELLED[k]["text"] for k in keys[:10])))
-    assert store.rekey_stories(common) > 0
+    assert store.rekey_stories(common, limit=30, batch=7) > 0  # the newest 30, 7 at a time
     assert postings(store) == expected_postings(store)
-    assert store.rekey_stories(common) == 0  # the same words again: nothing to rebuild
+    assert store.rekey_stories(common, limit=30) == 0  # the same words again: no change
+    assert store.rekey_stories(common, batch=7) > 0  # the 10 oldest were not rekeyed yet
+    assert postings(store) == expected_postings(store)
     clock.advance(days=3)
     save(store, clock, keys[40:50])
     assert store.prune_story_index(clock() - timedelta(days=2)) == 40
