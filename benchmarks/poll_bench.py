@@ -88,7 +88,8 @@ FIRST_CYCLE_SPEEDUP = 2.0
 MEMORY_TARGET = 150 * 2**20
 MEMORY_TARGET_FEEDS = 10_000
 PARSE_MEMORY_LIMIT = 512 * 2**20  # the daemon's default parse.memory_limit (RLIMIT_AS)
-PARSE_NICE = 10  # the daemon's default parse.nice (monitor.config.PARSE_NICE)
+# The daemon's default parse.nice (monitor.config.PARSE_NICE).
+PARSE_NICE = 10 if (os.cpu_count() or 1) > 1 else 0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MiB = 2**20
 

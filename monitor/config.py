@@ -7,6 +7,7 @@ secrets (SMTP passwords, chat tokens) stay out of the file.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,8 +42,9 @@ METRICS_KEYS = ("listen", "stale_after")
 FEED_KEYS = ("name", "url", "interval", "enabled", "tags", "silence", "baseline")
 HEALTH_KEYS = ("failures", "silence")
 PARSE_KEYS = ("workers", "deadline", "memory_limit", "nice")
-#: How much lower the parse workers' CPU priority is than the daemon's (monitor.parse).
-PARSE_NICE = 10
+#: How much lower the parse workers' CPU priority is than the daemon's (monitor.parse):
+#: none on one CPU, where a parse would otherwise wait out the whole of a busy loop.
+PARSE_NICE = 10 if (os.cpu_count() or 1) > 1 else 0
 STORIES_KEYS = ("quiet",)
 CHANNEL_KEYS = (
     "url",

@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 STOP_GRACE = 10.0
 #: The first retention run comes this long after the start.
 RETENTION_DELAY = timedelta(minutes=5)
+#: Seconds systemd is asked to wait for a start that upgrades the database first.
+UPGRADE_TIMEOUT = 600.0
 #: Seconds between search index updates (each adds what was stored since).
 INDEX_EVERY = 2.0
 #: Settings that a reload cannot change in a running daemon (they need a restart).
@@ -71,6 +73,7 @@ RESTART_ONLY = (
     "parse_workers",
     "parse_deadline",
     "parse_memory_limit",
+    "parse_nice",
     "metrics_listen",
     "metrics_stale_after",
     "reload_interval",
@@ -135,6 +138,20 @@ def rules_signature(directory: Path) -> tuple[tuple[str, int, int, int], ...]:
         return files_signature(rule_files(directory))
     except OSError:
         return ()
+
+
+def announce_upgrade(database: Path) -> bool:
+    """If opening ``database`` will migrate it, say so in the log and to systemd, and ask
+    for UPGRADE_TIMEOUT more to start (a large database's first start after an upgrade
+    can outlast the default start timeout of 90 s). True if it will."""
+    if not Store.upgrade_pending(database):
+        return False
+    log.info("database_upgrade path=%s (the first start after an upgrade takes longer)", database)
+    systemd.notify(
+        f"EXTEND_TIMEOUT_USEC={int(UPGRADE_TIMEOUT * 1_000_000)}",
+        systemd.status("upgrading the database"),
+    )
+    return True
 
 
 class SearchIndexer:
@@ -252,11 +269,17 @@ class Daemon:
         return word_frequencies(texts) if len(texts) >= FREQUENCY_MINIMUM else None
 
     async def _prune_stories(self, store: Store) -> None:
-        # On the event loop, like the polls: the store's connection is not shared.
-        refresh_vocabulary(store, self.vocabulary)
-        forgotten = store.prune_story_index(
-            self.now() - timedelta(seconds=self.settings.story_quiet)
-        )
+        # On the event loop, like the polls: the store's connection is not shared. The
+        # loop goes on between steps (a first prune after days can be millions of keys).
+        forgotten = 0
+        try:
+            refresh_vocabulary(store, self.vocabulary)
+            before = self.now() - timedelta(seconds=self.settings.story_quiet)
+            for step in store.prune_story_index_steps(before):
+                forgotten += step
+                await asyncio.sleep(0)
+        except StorageError as exc:
+            log.warning("stories_prune_failed error=%s (retried within the hour)", exc)
         if forgotten:
             log.info("stories_pruned articles=%d (their stories are quiet)", forgotten)
 
@@ -413,6 +436,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
         loop.add_signal_handler(signal.SIGHUP, self.reload, "SIGHUP")
+        announce_upgrade(self.settings.database)
         store = self._store = Store(self.settings.database)
         if (frequencies := self._frequencies()) is not None:
             # Recompile with what the stored articles say about word frequencies.

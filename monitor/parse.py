@@ -706,8 +706,15 @@ def _worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle
     _limit(resource.RLIMIT_CORE, 0, "core dumps")
     if nice:
-        with contextlib.suppress(OSError):  # lowering one's own priority is always allowed
+        try:
             os.nice(nice)
+        except OSError as exc:  # a sandbox that filters setpriority(), say
+            print(
+                f"news-monitor parse worker {os.getpid()}: could not lower its CPU priority "
+                f"({exc}); parsing at the daemon's",
+                file=sys.stderr,
+                flush=True,
+            )
     if memory_limit:
         _limit(resource.RLIMIT_AS, memory_limit, "memory")
     matchers: dict[int, Matcher] = {}  # the last one sent, by token

@@ -243,8 +243,8 @@ def refresh_vocabulary(store: Store, vocabulary: Vocabulary) -> None:
     """Word rarity from the newest article of each recent story; the stored index keys
     rebuilt if the common words moved a lot (a new database's first estimates)."""
     if vocabulary.refresh_words(store.recent_story_words(vocabulary.SAMPLE)):
-        rekeyed = store.rekey_stories(vocabulary)
-        log.info("stories_rekeyed articles=%d common_words=%d", rekeyed, len(vocabulary.common))
+        changed = store.rekey_stories(vocabulary)
+        log.info("stories_rekeyed changed=%d common_words=%d", changed, len(vocabulary.common))
 
 
 def _failed(

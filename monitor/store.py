@@ -12,6 +12,7 @@ import contextlib
 import heapq
 import json
 import sqlite3
+import sys
 from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -54,6 +55,8 @@ MAX_CANDIDATES = 20
 #: how many a transaction.
 REKEY_LIMIT = 20_000
 REKEY_BATCH = 1000
+#: Article ids whose sketches and keys one story-index pruning transaction forgets.
+PRUNE_STORY_BATCH = 2000
 
 #: Articles of one story compared with a new one, at most (the newest).
 PER_STORY = 3
@@ -553,6 +556,21 @@ class Store:
         except sqlite3.Error as exc:
             raise StorageError(f"{path}: cannot open database: {exc}") from exc
 
+    @staticmethod
+    def upgrade_pending(path: Path) -> bool:
+        """Whether the database at ``path`` exists and opening it for writing will bring
+        its schema up to date (a migration can take a minute on a large database)."""
+        if not path.exists():
+            return False
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                return bool(migrations.pending(sqlite_utils.Database(conn)))
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return False  # opening it for writing says what is wrong
+
     def _migrate(self) -> None:
         known = {m.name for m in migrations._migrations}
         unknown = [m.name for m in migrations.applied(self.db) if m.name not in known]
@@ -834,15 +852,7 @@ class Store:
         # by how many they share. Only the newest entries of each key are kept: a key
         # that thousands of articles have (a common word) costs no more than a rare one,
         # and cannot crowd out the one old article that shares ten keys.
-        postings = self._postings(new.keys)
-        shared: Counter[int] = Counter()
-        for blob in postings.values():
-            shared.update(unpack(blob))
-        needed = shared_keys_needed(new)
-        found = heapq.nlargest(
-            MAX_CANDIDATES,
-            ((count, article) for article, count in shared.items() if count >= needed),
-        )
+        found, postings = self._candidates(new.keys, shared_keys_needed(new))
         if not found:
             return new, None, postings
         # An article sharing a third as many keys as the closest one is not closer.
@@ -869,6 +879,22 @@ class Store:
                 if per_story[story] <= PER_STORY:
                     candidates.append((story, Packed(unpack(words), unpack(numbers))))
         return new, best_story(new, candidates, vocabulary or _NO_VOCABULARY), postings
+
+    def _candidates(
+        self, keys: Collection[int], needed: int
+    ) -> tuple[list[tuple[int, int]], dict[int, bytes]]:
+        """(keys shared, article id) of the stored articles under at least ``needed`` of
+        ``keys`` (among the newest PER_KEY of each), most shared first and newest first
+        among equals, at most MAX_CANDIDATES; and the postings read."""
+        postings = self._postings(keys)
+        shared: Counter[int] = Counter()
+        for blob in postings.values():
+            shared.update(unpack(blob))
+        found = heapq.nlargest(
+            MAX_CANDIDATES,
+            ((count, article) for article, count in shared.items() if count >= needed),
+        )
+        return found, postings
 
     def _postings(self, keys: Collection[int]) -> dict[int, bytes]:
         """key -> the ids of the newest (at most PER_KEY) articles under it, packed."""
@@ -954,14 +980,22 @@ class Store:
         )
         if postings is None:
             postings = self._postings(keys)
-        # Appended: ids only grow, so each blob stays sorted, oldest first. The 4 bytes an
-        # id takes (pack) are what the slice keeps PER_KEY - 1 of.
+        # Appended: ids only grow (retention keeps the newest article), so each blob stays
+        # sorted, oldest first. The 4 bytes an id takes (pack) are what the slice keeps
+        # PER_KEY - 1 of. Should an id ever come out lower, it is merged in its place.
         entry = pack((article_id,))
         keep = 4 * (PER_KEY - 1)
+        rows = []
+        for key in keys:
+            blob = postings.get(key, b"")
+            if blob and int.from_bytes(blob[-4:], sys.byteorder) >= article_id:
+                rows.append((key, pack(sorted({*unpack(blob), article_id})[-PER_KEY:])))
+            else:
+                rows.append((key, blob[-keep:] + entry if keep else entry))
         self.db.conn.executemany(
             """INSERT INTO story_postings (key, articles) VALUES (?, ?)
                ON CONFLICT (key) DO UPDATE SET articles = excluded.articles""",
-            [(key, postings.get(key, b"")[-keep:] + entry if keep else entry) for key in keys],
+            rows,
         )
 
     def _story_alerts(
@@ -1165,18 +1199,21 @@ class Store:
         transaction. Returns how many articles' keys changed."""
         changed = done = 0
         below = 1 << 62
-        while done < limit:
-            with self._atomic():
-                rows = self.db.execute(
-                    """SELECT article_id, words FROM story_sketches WHERE article_id < ?
-                       ORDER BY article_id DESC LIMIT ?""",
-                    [below, min(batch, limit - done)],
-                ).fetchall()
-                if not rows:
-                    break
-                changed += self._rekey(rows, vocabulary)
-            done += len(rows)
-            below = rows[-1][0]
+        try:
+            while done < limit:
+                with self._atomic():
+                    rows = self.db.execute(
+                        """SELECT article_id, words FROM story_sketches WHERE article_id < ?
+                           ORDER BY article_id DESC LIMIT ?""",
+                        [below, min(batch, limit - done)],
+                    ).fetchall()
+                    if not rows:
+                        break
+                    changed += self._rekey(rows, vocabulary)
+                done += len(rows)
+                below = rows[-1][0]
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot rebuild the story index: {exc}") from exc
         return changed
 
     def _rekey(self, rows: Sequence[tuple[int, bytes]], vocabulary: Vocabulary) -> int:
@@ -1222,36 +1259,63 @@ class Store:
         return changed
 
     def prune_story_index(self, before: datetime) -> int:
-        """Forget the sketches of articles seen before ``before`` (the story quiet period):
-        new articles are compared with recent ones only. The postings of their keys are
-        mended first, 500 keys a transaction (a step left undone is done again next
-        time). Returns the articles forgotten."""
-        row = self.db.execute(
-            "SELECT min(id) FROM articles WHERE seen_at >= ?", [stamp(before)]
-        ).fetchone()
-        first_kept = row[0] if row[0] is not None else 1 << 40
-        touched = [
-            r[0]
-            for r in self.db.execute(
-                "SELECT DISTINCT key FROM story_keys WHERE id < ?", [first_kept * 32]
-            )
-        ]
-        for start in range(0, len(touched), 500):
-            with self._atomic():
-                postings = self._postings(touched[start : start + 500])
-                # Sorted, oldest first: the forgotten ids are a prefix.
-                self._set_postings(
-                    {
-                        key: ids[bisect_left(ids, first_kept) :]
-                        for key, ids in ((k, unpack(b)) for k, b in postings.items())
-                    }
-                )
-        with self._atomic():
-            cursor = self.db.execute(
-                "DELETE FROM story_sketches WHERE article_id < ?", [first_kept]
-            )
-            self.db.execute("DELETE FROM story_keys WHERE id < ?", [first_kept * 32])
-        return int(cursor.rowcount)
+        """:meth:`prune_story_index_steps` all at once; the articles forgotten."""
+        return sum(self.prune_story_index_steps(before))
+
+    def prune_story_index_steps(
+        self, before: datetime, batch: int = PRUNE_STORY_BATCH
+    ) -> Iterator[int]:
+        """Forget the sketches and index keys of articles seen before ``before`` (the
+        story quiet period): new articles are compared with recent ones only. Oldest
+        first, ``batch`` article ids a transaction, each taking its articles out of the
+        postings of their keys; yields the sketches each step forgot (the caller may do
+        other work between steps; a step not taken is taken next time)."""
+        try:
+            row = self.db.execute(
+                "SELECT min(id) FROM articles WHERE seen_at >= ?", [stamp(before)]
+            ).fetchone()
+            first_kept = row[0] if row[0] is not None else 1 << 40
+            while True:
+                with self._atomic():
+                    low = self.db.execute(
+                        """SELECT min(low) FROM (
+                               SELECT min(id) >> 5 AS low FROM story_keys WHERE id < ?
+                               UNION ALL
+                               SELECT min(article_id) FROM story_sketches
+                               WHERE article_id < ?)""",
+                        [first_kept * 32, first_kept],
+                    ).fetchone()[0]
+                    if low is None:
+                        return
+                    high = min(low + batch, first_kept)
+                    keys = [
+                        r[0]
+                        for r in self.db.execute(
+                            "SELECT DISTINCT key FROM story_keys WHERE id >= ? AND id < ?",
+                            [low * 32, high * 32],
+                        )
+                    ]
+                    for start in range(0, len(keys), 500):
+                        postings = self._postings(keys[start : start + 500])
+                        mended: dict[int, Sequence[int]] = {}
+                        for key, blob in postings.items():
+                            ids = unpack(blob)
+                            # Sorted, oldest first: ids below `high` are a prefix (and
+                            # all of them are forgotten: those below `low` already were).
+                            cut = bisect_left(ids, high)
+                            if cut:
+                                mended[key] = ids[cut:]
+                        self._set_postings(mended)
+                    self.db.execute(
+                        "DELETE FROM story_keys WHERE id >= ? AND id < ?", [low * 32, high * 32]
+                    )
+                    forgotten = self.db.execute(
+                        "DELETE FROM story_sketches WHERE article_id >= ? AND article_id < ?",
+                        [low, high],
+                    ).rowcount
+                yield int(forgotten)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot prune the story index: {exc}") from exc
 
     def record_rules(self, rules: Iterable[Rule], now: datetime) -> None:
         """Remember the ruleset the daemon now runs: exactly these versions are active."""

@@ -81,7 +81,7 @@ def test_every_error_at_once_with_file_and_line(tmp_path: Path) -> None:
 
 def test_parse_worker_priority_is_a_nice_increment(tmp_path: Path) -> None:
     assert load_settings(write(tmp_path, "parse:\n  nice: 0\n"), {}).parse_nice == 0
-    assert load_settings(write(tmp_path, "database: x.db\n"), {}).parse_nice == 10
+    assert load_settings(write(tmp_path, "database: x.db\n"), {}).parse_nice == PARSE_NICE
     errors = "\n".join(errors_of(write(tmp_path, "parse:\n  nice: 20\n")))
     assert "config.yaml:2:3: `nice` must be a whole number, from 0 to 19" in errors
 

@@ -20,7 +20,7 @@ from monitor.models import AlertPolicy, Article, Hit
 from monitor.policy import story_steps
 from monitor.render import render
 from monitor.ruleset import load_rules
-from monitor.store import PER_KEY, Store, migrations
+from monitor.store import MAX_CANDIDATES, PER_KEY, Store, migrations
 from monitor.stories import (
     Vocabulary,
     best_story,
@@ -181,7 +181,8 @@ def postings(store: Store) -> dict[int, list[int]]:
 
 
 def expected_postings(store: Store) -> dict[int, list[int]]:
-    """What the postings must hold: the newest PER_KEY articles of each key in story_keys."""
+    """What the postings hold after saves and pruning: the newest PER_KEY articles of each
+    key in story_keys (a rekey that takes articles out of a full key leaves it short)."""
     by_key: dict[int, list[int]] = {}
     for entry, key in store.db.execute("SELECT id, key FROM story_keys ORDER BY id"):
         by_key.setdefault(key, []).append(entry >> 5)
@@ -231,6 +232,57 @@ def test_a_crowded_key_keeps_its_newest_articles(store: Store, clock: Clock) -> 
     assert len(held) == PER_KEY and held == sorted(held)
     assert held == expected_postings(store)[crowded]
     assert held[0] == 31  # the first 30 fell out: only the newest are read
+    # The word becomes common: the 5 newest articles are rekeyed and leave its postings;
+    # the older entries that fell out are not brought back (documented).
+    common = Vocabulary()
+    common.common = frozenset({crowded})
+    assert store.rekey_stories(common, limit=5) == 5
+    assert postings(store)[crowded] == held[:-5]
+
+
+def test_candidates_are_ranked_as_the_index_query_ranked_them(store: Store, clock: Clock) -> None:
+    """The posting lists give what the SQL over story_keys' index gave before them: the
+    articles sharing at least `needed` keys among the newest PER_KEY of each, most
+    shared first, newest first among equals, at most MAX_CANDIDATES."""
+    for i in range(PER_KEY + 40):
+        store.save([(filler(i, "bakeryowner" if i % 2 else "ovenmaker"), [])], clock())
+    save(store, clock, sorted(LABELLED)[:30])
+    per_key = " UNION ALL ".join(
+        ["SELECT * FROM (SELECT id FROM story_keys WHERE key = ? ORDER BY id DESC LIMIT ?)"] * 16
+    )
+    checked = 0
+    for key in [*sorted(LABELLED)[:30], "filler-1", "filler-2"]:
+        item = LABELLED.get(key)
+        text = item["title"] + " " + item["text"] if item else filler(1, "bakeryowner").summary
+        keys = sketch("", text or "", VOCABULARY).keys
+        for needed in (1, 2, 3):
+            marks = list(keys) + [None] * (16 - len(keys))
+            old = store.db.execute(
+                f"""SELECT count(*) AS shared, id >> 5 AS article FROM ({per_key})
+                    GROUP BY article HAVING shared >= ?
+                    ORDER BY shared DESC, article DESC LIMIT ?""",
+                [*(v for k in marks for v in (k, PER_KEY)), needed, MAX_CANDIDATES],
+            ).fetchall()
+            found, _ = store._candidates(keys, needed)
+            assert found == [tuple(r) for r in old]
+            checked += bool(old)
+    assert checked > 30
+
+
+def test_pruning_the_story_index_step_by_step_keeps_it_whole(store: Store, clock: Clock) -> None:
+    keys = sorted(LABELLED)
+    save(store, clock, keys[:40])
+    clock.advance(days=3)
+    save(store, clock, keys[40:45])
+    steps = store.prune_story_index_steps(clock() - timedelta(days=2), batch=9)
+    assert next(steps) > 0  # one step taken, then the prune is interrupted
+    steps.close()
+    assert postings(store) == expected_postings(store)
+    left = store.db.execute("SELECT count(*) FROM story_sketches WHERE article_id <= 40")
+    assert 0 < left.fetchone()[0] < 40
+    assert store.prune_story_index(clock() - timedelta(days=2)) > 0  # the rest, next time
+    assert postings(store) == expected_postings(store)
+    assert store.db.execute("SELECT min(article_id) FROM story_sketches").fetchone()[0] > 40
 
 
 def test_the_postings_migration_keeps_the_newest_entries_of_each_key(tmp_path: Path) -> None:
@@ -241,7 +293,7 @@ def test_the_postings_migration_keeps_the_newest_entries_of_each_key(tmp_path: P
     migrations.apply(db, stop_before="0010_story_postings")
     rows = [
         ((article + 1) * 32 + band, key)
-        for article in range(300)
+        for article in range(1500)  # 1,500 keys of one article each: past a batch of 1,000
         for band, key in enumerate((7, 1000 + article % 5, 2000 + article))
     ]
     db.conn.executemany("INSERT INTO story_keys (id, key) VALUES (?, ?)", rows)
@@ -249,7 +301,7 @@ def test_the_postings_migration_keeps_the_newest_entries_of_each_key(tmp_path: P
     db.conn.close()
     store = Store(path)
     assert postings(store) == expected_postings(store)
-    assert postings(store)[7] == list(range(101, 301))  # the newest PER_KEY of 300
+    assert postings(store)[7] == list(range(1301, 1501))  # the newest PER_KEY of 1,500
     assert postings(store)[2005] == [6]
     indexes = [r[0] for r in store.db.execute("SELECT name FROM pragma_index_list('story_keys')")]
     assert indexes == []  # the lookups no longer need one on the key

@@ -211,6 +211,29 @@ def test_reloading_says_when_by_the_monotonic_clock(notify_socket: NotifySocket)
     assert before <= int(message.states["MONOTONIC_USEC"]) <= after
 
 
+def test_a_start_that_upgrades_the_database_asks_for_more_time(
+    notify_socket: NotifySocket, tmp_path: Path
+) -> None:
+    import sqlite_utils
+
+    from monitor.daemon import UPGRADE_TIMEOUT, announce_upgrade
+    from monitor.store import Store, migrations
+
+    path = tmp_path / "news.db"
+    assert announce_upgrade(path) is False  # a new database: nothing to upgrade
+    db = sqlite_utils.Database(path)
+    migrations.apply(db, stop_before="0010_story_postings")  # as an older release left it
+    db.conn.close()
+    assert announce_upgrade(path) is True
+    message = notify_socket.receive(timeout=5)
+    assert message is not None
+    assert message.states["EXTEND_TIMEOUT_USEC"] == str(int(UPGRADE_TIMEOUT * 1_000_000))
+    assert message.states["STATUS"] == "upgrading the database"
+    Store(path).close()
+    assert announce_upgrade(path) is False
+    assert notify_socket.receive(timeout=0.05) is None  # sent synchronously, if at all
+
+
 def test_status_is_one_line() -> None:
     assert systemd.status("polling 3 feeds") == "STATUS=polling 3 feeds"
     assert systemd.status("rules rejected:\n  2 errors") == "STATUS=rules rejected: 2 errors"
