@@ -13,6 +13,7 @@ import heapq
 import json
 import sqlite3
 import sys
+from array import array
 from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -909,16 +910,37 @@ class Store:
             ).fetchall()
         )
 
-    def _set_postings(self, postings: Mapping[int, Sequence[int]]) -> None:
-        """Write these keys' article ids (sorted; a key with none is deleted)."""
+    def _write_postings(self, rows: Iterable[tuple[int, bytes]]) -> None:
+        """Store these (key, packed article ids) posting rows."""
         self.db.conn.executemany(
             """INSERT INTO story_postings (key, articles) VALUES (?, ?)
                ON CONFLICT (key) DO UPDATE SET articles = excluded.articles""",
-            [(key, pack(ids[-PER_KEY:])) for key, ids in postings.items() if ids],
+            rows,
         )
+
+    def _mend_postings(
+        self, keys: Sequence[int], mend: Callable[[int, array[int]], Sequence[int] | None]
+    ) -> None:
+        """Rewrite the postings of ``keys``, 500 at a time: ``mend(key, ids)`` gets a key's
+        article ids (sorted; none if it has no row) and returns its new ones (sorted; the
+        newest PER_KEY are kept, and a key left with none is deleted), or None to leave
+        it as it is."""
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            postings = self._postings(chunk)
+            mended = {key: mend(key, unpack(postings.get(key, b""))) for key in chunk}
+            changed = {key: ids for key, ids in mended.items() if ids is not None}
+            self._write_postings((key, pack(ids[-PER_KEY:])) for key, ids in changed.items() if ids)
+            self.db.conn.executemany(
+                "DELETE FROM story_postings WHERE key = ?",
+                [(key,) for key, ids in changed.items() if not ids],
+            )
+
+    def _record_keys(self, article_id: int, keys: Sequence[int]) -> None:
+        """An article's index keys in ``story_keys``: ``id`` is article_id * 32 + band."""
         self.db.conn.executemany(
-            "DELETE FROM story_postings WHERE key = ?",
-            [(key,) for key, ids in postings.items() if not ids],
+            "INSERT INTO story_keys (id, key) VALUES (?, ?)",
+            [(article_id * 32 + band, key) for band, key in enumerate(keys)],
         )
 
     def _join_story(
@@ -978,10 +1000,7 @@ class Store:
         :meth:`_postings` read them in this transaction, if it did)."""
         if not keys:
             return
-        self.db.conn.executemany(
-            "INSERT INTO story_keys (id, key) VALUES (?, ?)",
-            [(article_id * 32 + band, key) for band, key in enumerate(keys)],
-        )
+        self._record_keys(article_id, keys)
         if postings is None:
             postings = self._postings(keys)
         # Appended: ids only grow (retention keeps the newest article), so each blob stays
@@ -996,11 +1015,7 @@ class Store:
                 rows.append((key, pack(sorted({*unpack(blob), article_id})[-PER_KEY:])))
             else:
                 rows.append((key, blob[-keep:] + entry if keep else entry))
-        self.db.conn.executemany(
-            """INSERT INTO story_postings (key, articles) VALUES (?, ?)
-               ON CONFLICT (key) DO UPDATE SET articles = excluded.articles""",
-            rows,
-        )
+        self._write_postings(rows)
 
     def _story_alerts(
         self,
@@ -1246,20 +1261,13 @@ class Store:
                 "DELETE FROM story_keys WHERE id >= ? AND id < ?",
                 [article_id * 32, article_id * 32 + 32],
             )
-            self.db.conn.executemany(
-                "INSERT INTO story_keys (id, key) VALUES (?, ?)",
-                [(article_id * 32 + band, key) for band, key in enumerate(keys)],
-            )
-        touched = sorted(gone.keys() | added.keys())
-        for start in range(0, len(touched), 500):
-            chunk = touched[start : start + 500]
-            postings = self._postings(chunk)
-            updated: dict[int, list[int]] = {}
-            for key in chunk:
-                leaving = gone.get(key, set())
-                kept = {a for a in unpack(postings.get(key, b"")) if a not in leaving}
-                updated[key] = sorted(kept | added.get(key, set()))
-            self._set_postings(updated)
+            self._record_keys(article_id, keys)
+
+        def mend(key: int, ids: array[int]) -> list[int]:
+            leaving = gone.get(key, set())
+            return sorted({a for a in ids if a not in leaving} | added.get(key, set()))
+
+        self._mend_postings(sorted(gone.keys() | added.keys()), mend)
         return changed
 
     def prune_story_index(self, before: datetime) -> int:
@@ -1299,17 +1307,14 @@ class Store:
                             [low * 32, high * 32],
                         )
                     ]
-                    for start in range(0, len(keys), 500):
-                        postings = self._postings(keys[start : start + 500])
-                        mended: dict[int, Sequence[int]] = {}
-                        for key, blob in postings.items():
-                            ids = unpack(blob)
-                            # Sorted, oldest first: ids below `high` are a prefix (and
-                            # all of them are forgotten: those below `low` already were).
-                            cut = bisect_left(ids, high)
-                            if cut:
-                                mended[key] = ids[cut:]
-                        self._set_postings(mended)
+
+                    def forget(_: int, ids: array[int], high: int = high) -> array[int] | None:
+                        # Sorted, oldest first: ids below `high` are a prefix (and all
+                        # of them are forgotten: those below `low` already were).
+                        cut = bisect_left(ids, high)
+                        return ids[cut:] if cut else None
+
+                    self._mend_postings(keys, forget)
                     self.db.execute(
                         "DELETE FROM story_keys WHERE id >= ? AND id < ?", [low * 32, high * 32]
                     )
