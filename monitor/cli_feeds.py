@@ -261,14 +261,33 @@ def feeds_pause(ctx: click.Context, name: str, config_path: Path) -> None:
 @config_option
 @click.pass_context
 def feeds_resume(ctx: click.Context, name: str, config_path: Path) -> None:
-    """Poll the feed NAME again: writes `enabled: true` into its entry.
+    """Poll the feed NAME again: writes `enabled: true` into its entry, and clears the
+    stop of a feed that answered 410 Gone (for a feed its publisher brought back at the
+    same URL). Clearing the stop writes the database: run it as the daemon's user.
 
     \b
     Example:
       news-monitor feeds resume foxnews
+      sudo -u news-monitor news-monitor -c /etc/news-monitor/config.yaml feeds resume tass
     """
     path = subcommand_config(ctx, config_path)
-    _report(_edit(lambda: set_enabled(path, name, True, os.environ)))
+    change = _edit(lambda: set_enabled(path, name, True, os.environ))
+    settings = change.settings
+    if settings is not None and settings.database.exists():
+        with opened_store(settings) as store:
+            try:
+                stopped = store.resume_feed(name)
+            except MonitorError as exc:
+                raise click.ClickException(
+                    f"{exc}; the feed stays stopped. Run this as the user the daemon runs "
+                    "as (it can write the database)."
+                ) from exc
+        if stopped is not None:
+            why = stopped.split(":", 1)[0]
+            cleared = f"cleared the stop of feed {name!r} (it had answered {why})"
+            change.done = [*(change.done if change.changed else []), cleared]
+            change.changed = True
+    _report(change)
 
 
 # --- OPML ------------------------------------------------------------------------------

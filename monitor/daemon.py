@@ -21,6 +21,7 @@ import logging
 import os
 import random
 import signal
+import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -223,6 +224,9 @@ class Daemon:
         self._ctx: PollContext | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._deliveries: dict[str | None, asyncio.Task[None]] = {}
+        #: Feeds no longer scheduled because they answered 410 Gone: polled again when
+        #: their stop is cleared (`news-monitor feeds resume`; see _resume_cleared).
+        self._stopped: set[str] = set()
 
     def request_stop(self, reason: str = "signal") -> None:
         if not self._stop.is_set():
@@ -290,6 +294,30 @@ class Daemon:
             self.reload("files-changed")
         elif rules_signature(self.settings.rules_dir) != self._signature:
             self.reload_rules("files-changed")
+        self._resume_cleared()
+
+    def _resume_cleared(self) -> None:
+        """Schedule again the stopped feeds whose stop was cleared in the database since
+        (`news-monitor feeds resume`, from another process)."""
+        if not self._stopped or self._store is None or self._scheduler is None:
+            return
+        enabled = {f.name: f for f in self.settings.feeds if f.enabled}
+        for name in sorted(self._stopped):
+            feed = enabled.get(name)
+            if feed is None:  # removed or paused: enabling it again schedules it
+                self._stopped.discard(name)
+                continue
+            try:
+                stopped = self._store.feed_state(name)["disabled"]
+            except (StorageError, sqlite3.Error) as exc:
+                log.warning("feed_state_failed feed=%s error=%s (retried)", name, exc)
+                return
+            if stopped:
+                continue
+            self._stopped.discard(name)
+            if self._scheduler.get_job(f"feed:{name}") is None:
+                log.info("feed_resumed feed=%s (its stop was cleared: polled now)", name)
+                self._schedule(feed)
 
     def reload(self, reason: str = "SIGHUP") -> None:
         """Read the settings file again and apply what can change while running (feeds,
@@ -315,6 +343,7 @@ class Daemon:
         else:
             self._apply(new, channels)
         self.reload_rules(reason)
+        self._resume_cleared()
         systemd.notify("READY=1", self._status())
 
     def _apply(self, new: Settings, channels: dict[str, Channel]) -> None:
@@ -583,7 +612,13 @@ class Daemon:
             job = scheduler.get_job(f"feed:{feed.name}")
             if job is not None and result.stopped:
                 job.remove()
-                log.warning("feed_stopped feed=%s (no more polls until its URL changes)", feed.name)
+                self._stopped.add(feed.name)
+                log.warning(
+                    "feed_stopped feed=%s (no more polls until its URL changes or "
+                    "`news-monitor feeds resume %s`)",
+                    feed.name,
+                    feed.name,
+                )
             elif job is not None and result.next_poll is not None:
                 # The feed's own schedule: backoff, Retry-After, cache hints; plus jitter.
                 jitter = random.uniform(0, self.settings.jitter) if self.settings.jitter else 0

@@ -511,7 +511,8 @@ def _http_error(answer: _Answer, hop: _Hop, options: _Options) -> _Stop:
             "http",
             f"{head}: the publisher removed this feed for good, so it will not be polled "
             "again. Delete it from the config, or give it its new URL there (a feed with a "
-            "changed URL is polled again)",
+            "changed URL is polled again); if it comes back at this URL, `news-monitor "
+            "feeds resume` polls it again",
             status=status,
             gone=True,
         )

@@ -61,7 +61,8 @@ def feed_health(
                 f"feed {name} stopped: the server says it is gone",
                 f"Feed {name} ({url}) answered 410 Gone and is no longer polled.\n"
                 f"{state.get('last_error') or ''}\n"
-                "If it comes back, fix its URL in the settings (a changed URL is polled again).",
+                "If it moved, fix its URL in the settings (a changed URL is polled again); "
+                f"if it comes back at this URL, `news-monitor feeds resume {name}`.",
             )
         )
     elif errors >= failures and not state.get("failing_alerted"):

@@ -704,6 +704,26 @@ class Store:
                     [error, error_kind, name],
                 )
 
+    def resume_feed(self, name: str) -> str | None:
+        """Clear the stop of feed ``name`` (410 Gone) so that it is polled again, as new
+        as a feed whose error streak just ended: it keeps its validators, stories and
+        articles. Returns why it had stopped, or None if it had not."""
+        try:
+            with self._atomic():
+                row = self.db.execute(
+                    "SELECT disabled FROM feeds WHERE name = ?", [name]
+                ).fetchone()
+                if row is None or row[0] is None:
+                    return None
+                self.db.execute(
+                    """UPDATE feeds SET disabled = NULL, next_poll = NULL,
+                       consecutive_errors = 0 WHERE name = ?""",
+                    [name],
+                )
+                return str(row[0])
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot resume feed {name!r}: {exc}") from exc
+
     def set_feed_flags(self, name: str, **flags: int) -> None:
         """Set the notice flags (failing_alerted, quiet_alerted) of a feed."""
         allowed = {"failing_alerted", "quiet_alerted"}

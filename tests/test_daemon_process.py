@@ -8,8 +8,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import closing
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from conftest import (
     Webhook,
     child_env,
     command,
+    rss,
     wait_for,
     write_rss,
 )
@@ -67,6 +71,20 @@ def query(database: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[An
     with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
         conn.execute("PRAGMA busy_timeout = 5000")
         return conn.execute(sql, list(params)).fetchall()
+
+
+def cli(
+    args: Sequence[str], config: Path, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m monitor ARGS... --config CONFIG` in a child process, as a user runs it."""
+    return subprocess.run(
+        [*args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+        cwd=cwd,
+    )
 
 
 def delivery_states(database: Path) -> list[tuple[str, str, str]]:
@@ -161,14 +179,7 @@ def test_daemon_polls_alerts_stops_and_restarts_without_repeating_alerts(
     assert feed_server.requests["wire.xml"] >= requests + 2
 
     # `hits --json` reads the database while the daemon is running.
-    listing = subprocess.run(
-        command("hits", "--json", "--config", str(daemon_project.config)),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=child_env(),
-        cwd=daemon_project.root,
-    )
+    listing = cli(command("hits", "--json"), daemon_project.config, daemon_project.root)
     assert listing.returncode == 0, listing.stderr
     rows = json.loads(listing.stdout)
     assert {(r["rule"], r["title"]) for r in rows} == set(hits)
@@ -215,13 +226,7 @@ def test_check_reports_rule_errors_with_file_and_line(bad_project: Project) -> N
     argv = [str(script)] if script.exists() else command()
     bad = bad_project.rules_dir / "bad.yaml"
 
-    result = subprocess.run(
-        [*argv, "check", "--config", str(bad_project.config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=child_env(),
-    )
+    result = cli([*argv, "check"], bad_project.config)
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"{bad}:4:5: unknown key 'channel'" in result.stderr
@@ -234,27 +239,14 @@ def test_check_reports_rule_errors_with_file_and_line(bad_project: Project) -> N
 def test_check_accepts_a_good_config(bad_project: Project) -> None:
     (bad_project.rules_dir / "bad.yaml").unlink()
 
-    result = subprocess.run(
-        command("check", "--config", str(bad_project.config)),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=child_env(),
-    )
+    result = cli(command("check"), bad_project.config)
 
     assert result.returncode == 0, result.stderr
     assert "OK: 1 feeds (1 enabled), 2 rules enabled, 1 channels." in result.stdout
 
 
 def test_run_refuses_to_start_on_rule_errors(bad_project: Project, webhook: Webhook) -> None:
-    result = subprocess.run(
-        command("run", "--config", str(bad_project.config)),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=child_env(),
-        cwd=bad_project.root,
-    )
+    result = cli(command("run"), bad_project.config, bad_project.root)
 
     assert result.returncode == 1
     assert "refusing to start" in result.stderr
@@ -365,3 +357,96 @@ def test_settings_reload_adds_and_removes_feeds_and_refuses_a_broken_edit(
     wait_for(lambda: "removed=second" in daemon.stderr(), message="feed removed")
     assert daemon.terminate() == 0, daemon.stderr()
     assert sorted(titles()) == sorted(set(titles()))
+
+
+class _Comeback:
+    """A feed that answers 410 Gone until ``back`` is set, then serves ``body``."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.back = False
+        self.requests = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                outer.requests += 1
+                if not outer.back:
+                    self.send_error(HTTPStatus.GONE)
+                    return
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", "application/rss+xml")
+                self.send_header("Content-Length", str(len(outer.body)))
+                self.end_headers()
+                self.wfile.write(outer.body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/feed.xml"
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_feed_stopped_by_410_is_polled_again_after_feeds_resume(
+    make_project: Callable[..., Project],
+    feed_dir: Path,
+    feed_server: FeedServer,
+    webhook: Webhook,
+    start_daemon: Callable[[Project], DaemonProcess],
+) -> None:
+    write_rss(feed_dir / "wire.xml", ITEMS[2:])
+    comeback = _Comeback(rss(ITEMS[:1]).encode())
+    try:
+        project = make_project(
+            feeds=[
+                {"name": "wire", "url": feed_server.url("wire.xml"), "interval": "1s"},
+                {"name": "back", "url": comeback.url, "interval": "1s"},
+            ],
+            channels={"chat": webhook.url("hook")},
+            default_channels=["chat"],
+            rules=RULES,
+            fetch={"timeout": "5s", "jitter": "0s", "allow_private": ["127.0.0.0/8"]},
+            delivery={"interval": "200ms"},
+            extra={"reload_interval": "200ms"},
+        )
+        daemon = start_daemon(project)
+        wait_for(lambda: "feed_stopped feed=back" in daemon.stderr(), message="feed stopped")
+        assert "news-monitor feeds resume back" in daemon.stderr()
+        # Stopped means stopped: the other feed goes on being polled, this one is not.
+        asked = comeback.requests
+        polled = feed_server.requests["wire.xml"]
+        wait_for(lambda: feed_server.requests["wire.xml"] >= polled + 3, message="wire polled")
+        assert comeback.requests == asked == 1
+
+        comeback.back = True
+        resumed = cli(command("feeds", "resume", "back"), project.config)
+        assert resumed.returncode == 0, resumed.stderr
+        assert "Feed 'back' is already enabled" not in resumed.stdout
+        assert "Cleared the stop of feed 'back' (it had answered HTTP 410 Gone)" in resumed.stdout
+        # Within reload_interval, without a restart or a settings change:
+        wait_for(lambda: "feed_resumed feed=back" in daemon.stderr(), message="feed resumed")
+        wait_for(
+            lambda: (
+                "[troop-movements] Troops mass near the border"
+                in [b["title"] for b in webhook.bodies]
+            ),
+            message="the resumed feed's alert",
+        )
+        listing = cli(command("feeds", "--json"), project.config)
+        back = next(f for f in json.loads(listing.stdout) if f["name"] == "back")
+        assert back["health"] == "ok" and back["stopped_because"] is None, back
+        # Resuming a feed that is not stopped changes nothing and says so.
+        again = cli(command("feeds", "resume", "back"), project.config)
+        assert again.returncode == 0 and "already enabled" in again.stdout, again.stdout
+        assert daemon.terminate() == 0, daemon.stderr()
+    finally:
+        comeback.close()
