@@ -27,16 +27,25 @@ from monitor.cli_common import (
 from monitor.config import Settings
 from monitor.errors import ConfigErrors, MonitorError, StorageError
 from monitor.models import Article, Rule
+from monitor.text import mask_url
+
+
+class _MaskedFormatter(logging.Formatter):
+    """Every log line, traceback included, with the user:password@ of any URL in it
+    masked: the last guard, behind the masking each message does itself (a library's
+    exception text can quote a feed URL whole)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_url(super().format(record))
 
 
 def _setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 0 else logging.INFO
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        _MaskedFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
     )
+    logging.basicConfig(level=level, handlers=[handler])
     for noisy in ("httpx", "httpcore", "apscheduler", "apprise", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
 

@@ -88,6 +88,18 @@ _SIZE_UNITS = {
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
+def _url_problem(url: str) -> str | None:
+    """What the fetcher would refuse in a feed URL before fetching it (masked)."""
+    if any(c.isspace() for c in url):
+        return (
+            "the url has a space or another blank in it: percent-encode it (%20), in a user "
+            "name or password too"
+        )
+    from monitor.fetch import url_problem  # httpx: loaded only when there are feeds
+
+    return url_problem(url)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the daemon needs from the settings file."""
@@ -385,6 +397,8 @@ class _Reader:
                 self.error(
                     f"feed {name!r}: url must start with http:// or https://", item.pos("url")
                 )
+            elif (problem := _url_problem(url)) is not None:
+                self.error(f"feed {name!r}: {problem}", item.pos("url"))
             interval = self.duration(item, "interval", 900.0, 1.0)
             enabled = self.flag(item, "enabled", True)
             tags = self.names(item, "tags")

@@ -91,7 +91,8 @@ class FeedError(MonitorError):
         self.message = message
         #: What went wrong, for logs and the scheduler: "timeout", "too-large", "redirects",
         #: "ssrf", "scheme", "url", "http", "network", "tls", "protocol", "encoding" (the
-        #: fetch stage), "error" when nothing more precise is known.
+        #: fetch stage), "error" when nothing more precise is known, "bug" for an
+        #: exception that should not happen (logged as `poll_bug` with its traceback).
         self.kind = kind
         #: The HTTP status of the failing response, None when there was none.
         self.status = status

@@ -72,7 +72,11 @@ _STEP = 64 * 1024
 _IPV4ISH = re.compile(r"[0-9][0-9a-fA-FxX.]*")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _DIGITS = re.compile(r"[0-9]+")
-_HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_.])?")
+#: A DNS name as resolvers take it: labels of 1-63 letters, digits, '-' or '_' (not at
+#: either end, but '_' is: _dmarc.example.org), 253 characters at most, a final dot
+#: allowed. An empty or longer label makes getaddrinfo() raise, not fail.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOSTNAME = re.compile(rf"(?=[^\n]{{1,253}}\.?$)(?:{_LABEL}\.)*{_LABEL}\.?")
 #: Where :class:`_KeepLocation` puts a redirect's Location header.
 _LOCATION = "X-News-Monitor-Location"
 
@@ -303,6 +307,11 @@ async def _run(
     except httpx.HTTPError as exc:
         raise _error(shown, hop, _transport_error(exc)) from exc
 
+    # Where a chain of permanent redirects led: the feed's new URL (a 304 from there too:
+    # a moved feed's server knows the old validators).
+    moved = None
+    if permanent and len(hop.chain) > 1 and (answer.status == 304 or 200 <= answer.status < 300):
+        moved = str(_with_creds(hop.url, hop.creds))
     if answer.status == 304:
         return FetchResult(
             url=url,
@@ -310,12 +319,10 @@ async def _run(
             etag=answer.headers.get("ETag") or etag,
             last_modified=answer.headers.get("Last-Modified") or last_modified,
             headers=dict(answer.headers),
+            permanent_url=moved,
         )
     if not 200 <= answer.status < 300:
         raise _error(shown, hop, _http_error(answer, hop, options))
-    moved = None
-    if permanent and len(hop.chain) > 1:
-        moved = str(_with_creds(hop.url, hop.creds))
     return FetchResult(
         url=url,
         status=answer.status,
@@ -338,7 +345,7 @@ def _start(shown: str, url: str) -> tuple[httpx.URL, Credentials | None]:
         parts = urlsplit(url)
         scheme, host = parts.scheme.lower(), parts.hostname or ""
     except ValueError as exc:
-        raise FeedError(shown, f"invalid URL: {exc}", kind="url") from exc
+        raise FeedError(shown, _invalid_url(url, exc), kind="url") from exc
     if scheme not in ("http", "https"):
         raise FeedError(
             shown,
@@ -359,14 +366,43 @@ def _start(shown: str, url: str) -> tuple[httpx.URL, Credentials | None]:
         reason = non_public_reason(numeric) if numeric is not None else None
         if numeric is not None and reason:
             raise FeedError(shown, _refused(host, numeric, numeric, reason), kind="ssrf") from exc
-        raise FeedError(shown, f"invalid URL: {mask_url(str(exc))}", kind="url") from exc
+        raise FeedError(shown, _invalid_url(url, exc), kind="url") from exc
+
+
+def _invalid_url(url: str, exc: Exception) -> str:
+    """Why ``url`` does not parse, without the parser's words if it has credentials:
+    they may quote a piece of the password ("Invalid port: 'pa'")."""
+    if mask_url(url) == url:
+        return f"invalid URL: {_short(str(exc), 120)}"
+    return (
+        "invalid URL: it does not parse; if its user name or password has any of "
+        "@ : / ? # or a space in it, percent-encode them (%40 %3A %2F %3F %23 %20)"
+    )
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a feed URL before anything is fetched (scheme, syntax, host
+    name, port), for `news-monitor check`; None if nothing is. Masked, like every error."""
+    try:
+        _start(_short(mask_url(url)), url)
+    except FeedError as exc:
+        return exc.message
+    return None
 
 
 def _check_host(url: httpx.URL) -> None:
-    """A DNS name (letters, digits, '-', '_', '.'; IDNA already applied) or an IP."""
+    """A DNS name (letters, digits, '-', '_', '.'; IDNA already applied) or an IP, and
+    a port that exists."""
     host = url.raw_host.decode("ascii", "replace")
+    shown = _short(mask_url(host), 80)
     if not (_HOSTNAME.fullmatch(host) or numeric_host(host) is not None):
-        raise _Stop("url", f"invalid host name {_short(mask_url(url.host), 80)!r}")
+        raise _Stop("url", f"invalid host name {shown!r}")
+    try:
+        url.host  # noqa: B018 (decodes IDNA labels: xn--, a..b and 64 letters fail here)
+    except (UnicodeError, ValueError) as exc:
+        raise _Stop("url", f"invalid host name {shown!r} (not valid IDNA: {exc})") from exc
+    if url.port is not None and not 0 < url.port < 65536:
+        raise _Stop("url", f"invalid port {url.port} (ports go from 1 to 65535)")
 
 
 def _split(url: httpx.URL) -> tuple[httpx.URL, Credentials | None]:
@@ -611,6 +647,14 @@ async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
         raise _Stop(
             "encoding", f"the {decoder.name} body is corrupt: {_short(str(exc), 100)}"
         ) from exc
+    if raw and not decoder.finished():
+        # A body cut off mid-stream (a connection closed early, with no length to tell):
+        # parsed, it would store part of the feed and save its ETag for the rest.
+        raise _Stop(
+            "encoding",
+            f"the {decoder.name} body ends before its compressed data does (cut off?); "
+            "nothing of it is used",
+        )
     return bytes(out)
 
 
@@ -633,6 +677,10 @@ class _Decoder(Protocol):
     name: str
 
     def decode(self, data: bytes) -> Iterator[bytes]: ...
+
+    def finished(self) -> bool:
+        """Whether the data so far ends where a complete body can end."""
+        ...
 
 
 def _decoder(headers: httpx.Headers) -> _Decoder:
@@ -662,6 +710,9 @@ class _Identity:
     def decode(self, data: bytes) -> Iterator[bytes]:
         if data:
             yield data
+
+    def finished(self) -> bool:
+        return True
 
 
 def _inflate(inflater: zlib._Decompress, data: bytes) -> Iterator[bytes]:
@@ -706,6 +757,9 @@ class _Gzip:
             yield from _inflate(self._inflater, data)
             data = self._inflater.unused_data if self._inflater.eof else b""
 
+    def finished(self) -> bool:
+        return self._trailing or self._inflater.eof
+
 
 class _Deflate:
     """deflate: zlib-wrapped as the RFC says, or raw deflate as some servers send."""
@@ -727,6 +781,9 @@ class _Deflate:
             self._inflater = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
         if not self._inflater.eof:
             yield from _inflate(self._inflater, data)
+
+    def finished(self) -> bool:
+        return self._inflater is not None and self._inflater.eof
 
 
 class _Brotli:
@@ -751,6 +808,9 @@ class _Brotli:
             out = self._decompressor.process(b"", output_buffer_limit=_STEP)
             if not out and not self._decompressor.can_accept_more_data():
                 raise brotli.error("the decoder makes no progress")
+
+    def finished(self) -> bool:
+        return bool(self._decompressor.is_finished())
 
 
 # --- addresses: SSRF protection ------------------------------------------------------------

@@ -95,7 +95,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, AnyStr
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import feedparser
@@ -156,6 +156,7 @@ _SAFE_ENTITY = re.compile(rb'\s+(\w+)\s+"(&#\w+;|[^&"]*)"')
 _CHARREF = re.compile(
     rb"&#(?:0*([0-9]{5,}|1[0-9]|2[0-9]|3[01]|[0-9])|[xX]0*([0-9a-fA-F]{4,}|1[0-9a-fA-F]|[0-9a-fA-F]));"
 )
+_CHARREF_TEXT = re.compile(_CHARREF.pattern.decode("ascii"))
 _ENTITY_MARKERS = (
     b"ENTITY",
     "ENTITY".encode("utf-16-le"),
@@ -434,12 +435,20 @@ _WIDE_ENCODINGS = (
 )
 
 
-def _as_utf8(content: bytes) -> bytes:
-    """The document in UTF-8 if it is in UTF-16 or UTF-32 (as feedparser converts it)."""
+def _wide_encoding(content: bytes) -> str | None:
+    """UTF-16 or UTF-32 (which), if the document starts as one does."""
     for start, encoding in _WIDE_ENCODINGS:
         if content.startswith(start):
-            return content.decode(encoding, "replace").encode("utf-8", "replace")
-    return content
+            return encoding
+    return None
+
+
+def _as_utf8(content: bytes) -> bytes:
+    """The document in UTF-8 if it is in UTF-16 or UTF-32 (as feedparser converts it)."""
+    encoding = _wide_encoding(content)
+    if encoding is None:
+        return content
+    return content.decode(encoding, "replace").encode("utf-8", "replace")
 
 
 def _entity_expansion(content: bytes) -> tuple[int, int]:
@@ -474,19 +483,26 @@ def _xml_char(value: int) -> bool:
     )
 
 
-def _fix_charref(m: re.Match[bytes]) -> bytes:
+def _fix_charref(m: re.Match[AnyStr]) -> AnyStr:
     decimal, hexadecimal = m.group(1), m.group(2)
     digits = decimal if decimal is not None else hexadecimal
     if len(digits) <= 8 and _xml_char(int(digits, 10 if decimal is not None else 16)):
         return m.group(0)
-    return b""
+    return m.group(0)[:0]
 
 
 def _repair_charrefs(content: bytes) -> bytes:
     """Drop character references to characters XML forbids: expat refuses the whole
     document for one, and feedparser's fallback parser then crashes on a surrogate
-    (``&#xD800;``: UnicodeEncodeError) or a number beyond U+10FFFF (ValueError)."""
-    return _CHARREF.sub(_fix_charref, content)
+    (``&#xD800;``: UnicodeEncodeError) or a number beyond U+10FFFF (ValueError). A
+    UTF-16 or UTF-32 document is repaired as text and encoded back as it was."""
+    encoding = _wide_encoding(content)
+    if encoding is None:
+        return _CHARREF.sub(_fix_charref, content)
+    if "&#".encode(encoding) not in content:
+        return content
+    text = content.decode(encoding, "replace")
+    return _CHARREF_TEXT.sub(_fix_charref, text).encode(encoding, "replace")
 
 
 def _parse_xml(
@@ -602,12 +618,18 @@ def _json_id(value: Any) -> str:
     return ""
 
 
+def _json_int(text: str) -> int | str:
+    """A JSON integer, or its digits if Python refuses to read that many (over 4,300: one
+    such id must not cost the whole feed; as text, it is hashed like any long id)."""
+    return int(text) if len(text) <= 4000 else text
+
+
 def _parse_json(feed: str, shown: str, base: str, content: bytes) -> list[Article]:
     try:
         try:
-            document = json.loads(content)
+            document = json.loads(content, parse_int=_json_int)
         except UnicodeDecodeError:
-            document = json.loads(content.decode("utf-8", "replace"))
+            document = json.loads(content.decode("utf-8", "replace"), parse_int=_json_int)
     except json.JSONDecodeError as exc:
         raise FeedError(
             shown,
@@ -616,8 +638,8 @@ def _parse_json(feed: str, shown: str, base: str, content: bytes) -> list[Articl
         ) from exc
     except RecursionError as exc:
         raise FeedError(shown, "invalid JSON Feed: nested too deeply") from exc
-    except ValueError as exc:  # e.g. an integer with more than 4,300 digits
-        raise FeedError(shown, f"invalid JSON Feed: {exc}") from exc
+    except ValueError as exc:
+        raise FeedError(shown, f"invalid JSON Feed: {str(exc)[:200]}") from exc
     if not isinstance(document, dict):
         raise FeedError(
             shown,

@@ -142,9 +142,22 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
         return replace(
             _failed(feed, exc, state, ctx), fetch_seconds=fetched or time.monotonic() - started
         )
+    except Exception as exc:  # a bug in fetching or parsing: still recorded as this feed's
+        log.exception("poll_bug feed=%s url=%s", feed.name, mask_url(url))
+        bug = FeedError(
+            mask_url(url),
+            f"unexpected {type(exc).__name__} while fetching or parsing; this is a bug "
+            "(the log has the details: `poll_bug`)",
+            kind="bug",
+        )
+        return replace(
+            _failed(feed, bug, state, ctx), fetch_seconds=fetched or time.monotonic() - started
+        )
 
     permanent = getattr(result, "permanent_url", None)
-    if permanent and permanent != url:
+    # Said once per new target: a feed with credentials keeps its configured URL (the
+    # stored one is masked), so its redirect is seen again at every poll.
+    if permanent and permanent != url and mask_url(permanent) != moved:
         log.warning(
             "feed_moved feed=%s from=%s to=%s (permanent redirect; update the settings)",
             feed.name,
@@ -199,10 +212,12 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
         if ctx.vocabulary.stale(len(new)):
             refresh_vocabulary(store, ctx.vocabulary)
     at = now()
+    # A 304 has no body: the <ttl> is the one its last full response gave.
+    ttl = rss_ttl(result.content) if not result.not_modified else state["ttl"] if same_url else None
     upcoming = next_poll(
         at,
         interval=feed.interval,
-        hint=cache_hint(result.headers, rss_ttl(result.content), at),
+        hint=cache_hint(result.headers, ttl, at),
         max_backoff=ctx.max_backoff,
     )
     outcome = "not-modified" if result.not_modified else "ok"
@@ -216,6 +231,7 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
         next_poll=upcoming,
         moved_to=permanent,
         found_new=bool(new),
+        ttl=ttl,
     )
     _tell_operator(feed, store.feed_state(feed.name), ctx)
     log.info(

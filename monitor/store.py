@@ -495,6 +495,13 @@ def _search_index_merges(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO articles_fts (articles_fts, rank) VALUES ('crisismerge', 64)")
 
 
+@migrations(name="0012_feed_ttl")
+def _feed_ttl(db: sqlite_utils.Database) -> None:
+    # The RSS <ttl> (minutes) of the feed's last full response: a 304 has no body, and
+    # the hint must hold across conditional polls.
+    db.execute("ALTER TABLE feeds ADD COLUMN ttl INTEGER")
+
+
 @contextlib.contextmanager
 def _busy(path: Path) -> Iterator[None]:
     """sqlite3's "database is locked" as StorageBusy, so callers can try again."""
@@ -640,6 +647,7 @@ class Store:
                 "failing_alerted": 0,
                 "quiet_alerted": 0,
                 "next_poll": None,
+                "ttl": None,
             }
         columns = [d[0] for d in self.db.execute("SELECT * FROM feeds LIMIT 0").description]
         return dict(zip(columns, row, strict=True))
@@ -660,8 +668,10 @@ class Store:
         moved_to: str | None = None,
         disabled: str | None = None,
         found_new: bool = False,
+        ttl: int | None = None,
     ) -> None:
-        """Remember the outcome of one poll and, on success, the validators to send next.
+        """Remember the outcome of one poll and, on success, the validators to send next
+        and the feed's RSS ``ttl`` (minutes; a 304 passes on the stored one).
 
         URLs are stored masked: credentials in feed URLs never reach the database file.
         """
@@ -693,9 +703,18 @@ class Store:
                     """UPDATE feeds SET last_success = ?, consecutive_errors = 0,
                        last_error = NULL, last_error_kind = NULL,
                        etag = coalesce(?, etag), last_modified = coalesce(?, last_modified),
-                       last_new = CASE WHEN ? THEN ? ELSE coalesce(last_new, ?) END
-                       WHERE name = ?""",
-                    [stamp(now), etag, last_modified, found_new, stamp(now), stamp(now), name],
+                       last_new = CASE WHEN ? THEN ? ELSE coalesce(last_new, ?) END,
+                       ttl = ? WHERE name = ?""",
+                    [
+                        stamp(now),
+                        etag,
+                        last_modified,
+                        found_new,
+                        stamp(now),
+                        stamp(now),
+                        ttl,
+                        name,
+                    ],
                 )
             else:
                 self.db.execute(

@@ -283,12 +283,43 @@ def snippet(text: str, start: int, end: int, width: int = 160) -> str:
     return ("…" if lo > 0 else "") + body + ("…" if hi < len(text) else "")
 
 
-_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
+#: Where an authority starts: after ``scheme://``, or a scheme-relative ``//``.
+_AUTHORITY = re.compile(r"(?:\b[a-zA-Z][a-zA-Z0-9+.-]*:)?//")
+#: An authority with no userinfo: a host (or [IPv6]) and maybe a port.
+_HOST_PORT = re.compile(r"(?:\[[^\]/\s]*\]|[^:/\s@\[\]]*)(?::[0-9]*)?")
+_BLANK = re.compile(r"\s")
 
 
 def mask_url(url: str) -> str:
-    """The URL with any user:password@ part replaced, safe to log."""
-    return _USERINFO.sub(r"\1***@", url)
+    """The URL (or text with URLs in it) with any user:password@ part replaced, safe
+    to log.
+
+    An HTTP client takes the userinfo up to the last ``@`` before the path, so that is
+    what is masked, spaces, ``?`` and ``#`` included (an unencoded ``${ENV}`` secret).
+    A ``/`` in a password ends the authority early (``user:pa/ss@host``): when what
+    comes before the first ``/`` is no host and port, the userinfo runs to the last
+    ``@`` before a blank. Text that merely has an ``@`` later on the same line may be
+    masked too: hiding too much is the safe side."""
+    if "//" not in url:
+        return url
+    out: list[str] = []
+    done = 0
+    for m in _AUTHORITY.finditer(url):
+        start = m.end()
+        if start <= done:
+            continue  # inside what was masked already
+        line = url.find("\n", start)
+        line = len(url) if line == -1 else line
+        slash = url.find("/", start, line)
+        slash = line if slash == -1 else slash
+        at = url.rfind("@", start, slash)
+        if at == -1 and not _HOST_PORT.fullmatch(url, start, slash):
+            blank = _BLANK.search(url, start, line)
+            at = url.rfind("@", start, blank.start() if blank else line)
+        if at != -1:
+            out += (url[done:start], "***")
+            done = at
+    return "".join(out) + url[done:] if out else url
 
 
 def word_frequencies(texts: Iterable[str]) -> dict[str, float]:

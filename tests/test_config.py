@@ -79,6 +79,30 @@ def test_every_error_at_once_with_file_and_line(tmp_path: Path) -> None:
     assert "config.yaml:11:1: default channel 'pager' is not defined" in errors
 
 
+def test_feed_urls_the_fetcher_would_refuse_are_errors_with_their_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "feeds:\n"
+        "  - name: emoji\n"
+        "    url: http://xn--ls8h.la/feed\n"  # 3: not valid IDNA
+        "  - name: port\n"
+        "    url: https://example.org:70000/feed\n"  # 5: no such port
+        "  - name: spaced\n"
+        "    url: http://reader:${FEED_PASSWORD}@example.org/feed\n"  # 7: a blank in it
+        "  - name: slash\n"
+        "    url: http://reader:pa/${SLASHED}@example.org/feed\n"  # 9: unparsable
+        "  - name: fine\n"
+        "    url: https://medium.com/feed/@newsroom\n",
+    )
+    errors = "\n".join(errors_of(path, {"FEED_PASSWORD": "s3cret word", "SLASHED": "s3cret"}))
+    assert "config.yaml:3:5: feed 'emoji': invalid host name 'xn--ls8h.la'" in errors
+    assert "config.yaml:5:5: feed 'port': invalid port 70000" in errors
+    assert "config.yaml:7:5: feed 'spaced': the url has a space" in errors
+    assert "config.yaml:9:5: feed 'slash': invalid URL: it does not parse" in errors
+    assert "'fine'" not in errors
+    assert "s3cret" not in errors and "pa/" not in errors
+
+
 def test_parse_worker_priority_is_a_nice_increment(tmp_path: Path) -> None:
     assert load_settings(write(tmp_path, "parse:\n  nice: 0\n"), {}).parse_nice == 0
     assert load_settings(write(tmp_path, "database: x.db\n"), {}).parse_nice == PARSE_NICE

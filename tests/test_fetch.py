@@ -39,6 +39,7 @@ from monitor.fetch import (
     non_public_reason,
     numeric_host,
     parse_retry_after,
+    url_problem,
 )
 
 T = TypeVar("T")
@@ -477,6 +478,36 @@ def test_corrupt_compressed_body_is_an_encoding_error() -> None:
     run(main())
 
 
+def _cut(coding: str, encode: Callable[[bytes], bytes]) -> Handler:
+    """A close-delimited body (no Content-Length) cut off halfway through its stream."""
+    data = encode(bytes(range(256)) * 400)
+
+    async def handler(request: Request, writer: asyncio.StreamWriter) -> None:
+        writer.write(head(200, [("Content-Encoding", coding)]) + data[: len(data) // 2])
+        await writer.drain()
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [("gzip", gzip.compress), ("deflate", zlib.compress), ("br", brotli.compress)],
+)
+def test_a_compressed_body_cut_off_midway_is_refused(
+    coding: str, encode: Callable[[bytes], bytes]
+) -> None:
+    """Taken as it is, half a feed would be stored and its ETag saved for the rest."""
+
+    async def main() -> None:
+        routes = {"/feed": _cut(coding, encode)}
+        async with RawServer(routes) as server, Fetcher(allow_private=LOCAL) as fetcher:
+            error = await failure(fetcher, server.url("/feed"))
+        assert error.kind == "encoding"
+        assert f"the {coding} body ends before its compressed data does" in error.message
+
+    run(main())
+
+
 def test_garbage_instead_of_http_is_a_protocol_error() -> None:
     async def garbage(request: Request, writer: asyncio.StreamWriter) -> None:
         writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\x00\xff\r\n\r\n")
@@ -583,6 +614,14 @@ def test_redirect_to_another_scheme_is_refused(target: str) -> None:
         ("http://exa mple.org/feed", "url"),
         ("http://\u00e9vil\u202e.org/feed", "url"),
         ("https://", "url"),
+        # Names IDNA or the resolver refuse, and a port that does not exist: each one a
+        # feed error like the others, not an exception out of the poll.
+        ("http://xn--zz/feed", "url"),
+        ("http://xn--ls8h.la/feed", "url"),
+        ("http://a..b/feed", "url"),
+        ("http://" + "a" * 64 + ".org/feed", "url"),
+        ("http://127.0.0.1:70000/feed", "url"),
+        ("//user:s3cret@bad host/", "url"),
     ],
 )
 def test_redirect_to_a_malformed_url_is_refused(location: str, kind: str) -> None:
@@ -594,6 +633,7 @@ def test_redirect_to_a_malformed_url_is_refused(location: str, kind: str) -> Non
             error = await failure(fetcher, server.url("/feed"))
         assert error.kind == kind, error
         assert error.message.isprintable()
+        assert "s3cret" not in str(error)
 
     run(main())
 
@@ -610,6 +650,14 @@ def test_redirect_to_a_malformed_url_is_refused(location: str, kind: str) -> Non
         ("http:///feed", "url"),
         ("http://ex%41mple.org/feed", "url"),
         ("http://u:pw@[zz]/feed", "url"),
+        ("http://xn--ls8h.la/feed", "url"),
+        ("http://a..b/feed", "url"),
+        ("http://example.org:70000/feed", "url"),
+        # Passwords with characters URLs reserve: the parser's own words would quote
+        # a piece of them ("Invalid port: 'pa'").
+        ("http://u:pa/pw@example.org/feed", "url"),
+        ("http://u:pa?pw@example.org/feed", "url"),
+        ("http://u:pa#pw@example.org/feed", "url"),
     ],
 )
 def test_only_valid_http_and_https_urls_are_fetched(url: str, kind: str) -> None:
@@ -618,6 +666,7 @@ def test_only_valid_http_and_https_urls_are_fetched(url: str, kind: str) -> None
             error = await failure(fetcher, url)
         assert error.kind == kind
         assert "pw" not in str(error)
+        assert url_problem(url) == error.message  # what `news-monitor check` says
 
     run(main())
 

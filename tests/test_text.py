@@ -1,3 +1,9 @@
+import logging
+import sys
+
+import pytest
+
+from monitor.cli import _MaskedFormatter
 from monitor.text import (
     content_hash,
     fold,
@@ -99,3 +105,53 @@ def test_mask_url_hides_credentials_anywhere_in_text() -> None:
     msg = "failed for https://user:pw@h.example/x and more"
     assert "pw" not in mask_url(msg)
     assert mask_url("http://example.org/a@b") == "http://example.org/a@b"
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        # A password with an @ or a blank in it (an unencoded secret): the client takes
+        # the userinfo up to the last @ before the path, so that is what goes.
+        ("http://bob:hunter@2secret@example.org/feed", "http://***@example.org/feed"),
+        ("http://bob:pass word@example.org/feed", "http://***@example.org/feed"),
+        ("http://bob:pa?ss@example.org/feed", "http://***@example.org/feed"),
+        ("http://bob:pa#ss@example.org/feed", "http://***@example.org/feed"),
+        # A / in it ends the authority early, at no host and port: masked to the last @.
+        ("http://bob:pa/ss@example.org/feed", "http://***@example.org/feed"),
+        # Scheme-relative, as a Location header may be.
+        ("redirected to //bob:s3cret@bad host/", "redirected to //***@bad host/"),
+        (
+            "see http://a:b@x.org/ and https://c:d@y.org/z",
+            "see http://***@x.org/ and https://***@y.org/z",
+        ),
+        # No userinfo: unchanged, @ in paths included.
+        ("https://medium.com/feed/@newsroom", "https://medium.com/feed/@newsroom"),
+        ("http://example.org:8080/feed@2", "http://example.org:8080/feed@2"),
+        ("http://[::1]:8080/a@b", "http://[::1]:8080/a@b"),
+        ("json://127.0.0.1:9000/hook", "json://127.0.0.1:9000/hook"),
+        ("no url here, mail desk@example.org", "no url here, mail desk@example.org"),
+        (
+            "line one http://x.org\nwrite to desk@example.org",
+            "line one http://x.org\nwrite to desk@example.org",
+        ),
+    ],
+)
+def test_mask_url_takes_what_a_client_would_send_as_userinfo(text: str, masked: str) -> None:
+    assert mask_url(text) == masked
+    assert mask_url(masked) == masked
+
+
+def test_every_log_line_and_traceback_the_daemon_writes_is_masked() -> None:
+    """The last guard behind each message's own masking: a library's exception text
+    may quote a feed URL whole."""
+    formatter = _MaskedFormatter("%(levelname)s %(message)s")
+    try:
+        raise ValueError("cannot fetch http://reader:s3cret@example.org/feed")
+    except ValueError:
+        record = logging.LogRecord(
+            "x", logging.ERROR, __file__, 1, "poll %s", ("https://u:pw0rd@h.org/",), True
+        )
+        record.exc_info = sys.exc_info()
+    line = formatter.format(record)
+    assert "https://***@h.org/" in line and "http://***@example.org/feed" in line
+    assert "s3cret" not in line and "pw0rd" not in line
