@@ -25,7 +25,7 @@ from monitor.cli_common import (
     subcommand_config,
 )
 from monitor.config import Settings, parse_duration
-from monitor.errors import ConfigError, ConfigErrors, MonitorError
+from monitor.errors import ConfigError, ConfigErrors, MonitorError, StorageBusy
 from monitor.feedsfile import (
     Change,
     FeedFiles,
@@ -277,6 +277,11 @@ def feeds_resume(ctx: click.Context, name: str, config_path: Path) -> None:
         with opened_store(settings) as store:
             try:
                 stopped = store.resume_feed(name)
+            except StorageBusy as exc:
+                raise click.ClickException(
+                    f"{exc}: the daemon or another command is writing it; the feed stays "
+                    "stopped. Try again in a moment."
+                ) from exc
             except MonitorError as exc:
                 raise click.ClickException(
                     f"{exc}; the feed stays stopped. Run this as the user the daemon runs "

@@ -72,10 +72,11 @@ _STEP = 64 * 1024
 _IPV4ISH = re.compile(r"[0-9][0-9a-fA-FxX.]*")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _DIGITS = re.compile(r"[0-9]+")
-#: A DNS name as resolvers take it: labels of 1-63 letters, digits, '-' or '_' (not at
-#: either end, but '_' is: _dmarc.example.org), 253 characters at most, a final dot
-#: allowed. An empty or longer label makes getaddrinfo() raise, not fail.
-_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+#: A DNS name as resolvers take it: labels of 1-63 letters, digits, '-' or '_' (real
+#: hosts have them at either end: myblog-.tumblr.com, _dmarc.example.org), 253
+#: characters at most, a final dot allowed. An empty or longer label makes
+#: getaddrinfo() raise, not fail.
+_LABEL = r"[A-Za-z0-9_-]{1,63}"
 _HOSTNAME = re.compile(rf"(?=[^\n]{{1,253}}\.?$)(?:{_LABEL}\.)*{_LABEL}\.?")
 #: Where :class:`_KeepLocation` puts a redirect's Location header.
 _LOCATION = "X-News-Monitor-Location"
@@ -281,7 +282,7 @@ async def _run(
         # other feeds of the same host is not this feed's fault and must not time it out.
         async with asyncio.timeout(None) as deadline:
             for redirects in range(options.max_redirects + 1):
-                async with slot(hop.url.host) if slot else contextlib.nullcontext():
+                async with slot(_host(hop.url)) if slot else contextlib.nullcontext():
                     started = loop.time()
                     deadline.reschedule(started + budget)
                     answer = await _exchange(client, options, hop, headers, jar)
@@ -384,23 +385,38 @@ def url_problem(url: str) -> str | None:
     """What is wrong with a feed URL before anything is fetched (scheme, syntax, host
     name, port), for `news-monitor check`; None if nothing is. Masked, like every error."""
     try:
-        _start(_short(mask_url(url)), url)
+        first, creds = _start(_short(mask_url(url)), url)
     except FeedError as exc:
         return exc.message
+    if creds is None and mask_url(url) != url:
+        # "https://reader:/s3cret@host/": a / in the password ends the authority, so the
+        # client would send the password in the path, to a host called "reader".
+        return (
+            f"the url has an @ after its host {_host(first)!r}: if it is a user:password "
+            "whose password has a / in it, percent-encode the / (%2F); if the @ belongs "
+            "to the path, write it %40"
+        )
     return None
+
+
+def _host(url: httpx.URL) -> str:
+    """The host as resolved: IDNA-encoded (``xn--...``), as the resolver takes it."""
+    return url.raw_host.decode("ascii", "replace")
 
 
 def _check_host(url: httpx.URL) -> None:
     """A DNS name (letters, digits, '-', '_', '.'; IDNA already applied) or an IP, and
     a port that exists."""
-    host = url.raw_host.decode("ascii", "replace")
+    host = _host(url)
     shown = _short(mask_url(host), 80)
     if not (_HOSTNAME.fullmatch(host) or numeric_host(host) is not None):
         raise _Stop("url", f"invalid host name {shown!r}")
     try:
-        url.host  # noqa: B018 (decodes IDNA labels: xn--, a..b and 64 letters fail here)
+        url.host  # noqa: B018 (httpx decodes xn-- labels to build each request)
     except (UnicodeError, ValueError) as exc:
-        raise _Stop("url", f"invalid host name {shown!r} (not valid IDNA: {exc})") from exc
+        raise _Stop(
+            "url", f"host name {shown!r} cannot be used: the HTTP client refuses it ({exc})"
+        ) from exc
     if url.port is not None and not 0 < url.port < 65536:
         raise _Stop("url", f"invalid port {url.port} (ports go from 1 to 65535)")
 
@@ -425,7 +441,7 @@ async def _exchange(
 ) -> _Answer:
     """One request: send, read the status line and headers, and the body of a 2xx."""
     if options.preflight is not None:
-        await options.preflight.check(hop.url.host, hop.url.port or _default_port(hop.url))
+        await options.preflight.check(_host(hop.url), hop.url.port or _default_port(hop.url))
     request = client.build_request("GET", hop.url, headers=headers)
     jar.set_cookie_header(request)
     hop.seen.add((str(hop.url), _cookie_state(jar)))
@@ -490,7 +506,7 @@ class _KeepLocation(httpx.AsyncBaseTransport):
 
 
 def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
-    if a.host != b.host:
+    if _host(a) != _host(b):
         return False
     if a.scheme == b.scheme:
         return (a.port or _default_port(a)) == (b.port or _default_port(b))
@@ -944,8 +960,9 @@ class AddressGuard:
         else:
             try:
                 names = await self.resolver(host, port)
-            except OSError as exc:
-                raise _Stop("network", f"cannot resolve {host}: {exc.strerror or exc}") from exc
+            except (OSError, UnicodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else None
+                raise _Stop("network", f"cannot resolve {host}: {reason or exc}") from exc
             found = [a for a in (numeric_host(n) for n in names) if a is not None]
             if not found:
                 raise _Stop("network", f"{host} has no address")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from monitor.errors import FeedError
+from monitor.errors import FeedError, StorageError
 from monitor.health import feed_health
 from monitor.match import Matcher
 from monitor.models import Article, FeedConfig, FetchResult, Hit, Matched, PollResult
@@ -142,6 +142,8 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
         return replace(
             _failed(feed, exc, state, ctx), fetch_seconds=fetched or time.monotonic() - started
         )
+    except StorageError:
+        raise  # the database's trouble, not the feed's (the daemon logs poll_crashed)
     except Exception as exc:  # a bug in fetching or parsing: still recorded as this feed's
         log.exception("poll_bug feed=%s url=%s", feed.name, mask_url(url))
         bug = FeedError(

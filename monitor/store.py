@@ -500,6 +500,17 @@ def _feed_ttl(db: sqlite_utils.Database) -> None:
     # The RSS <ttl> (minutes) of the feed's last full response: a 304 has no body, and
     # the hint must hold across conditional polls.
     db.execute("ALTER TABLE feeds ADD COLUMN ttl INTEGER")
+    # URLs masked before mask_url took the userinfo up to the last "@": masked again, so
+    # that they equal the configured URL masked now (else its state would start afresh).
+    rows = db.execute("SELECT name, url, moved_to FROM feeds").fetchall()
+    db.conn.executemany(
+        "UPDATE feeds SET url = ?, moved_to = ? WHERE name = ?",
+        [
+            (mask_url(url), mask_url(moved) if moved else moved, name)
+            for name, url, moved in rows
+            if mask_url(url) != url or (moved and mask_url(moved) != moved)
+        ],
+    )
 
 
 @contextlib.contextmanager
@@ -728,7 +739,7 @@ class Store:
         as a feed whose error streak just ended: it keeps its validators, stories and
         articles. Returns why it had stopped, or None if it had not."""
         try:
-            with self._atomic():
+            with _busy(self.path), self._atomic():
                 row = self.db.execute(
                     "SELECT disabled FROM feeds WHERE name = ?", [name]
                 ).fetchone()
@@ -740,7 +751,7 @@ class Store:
                     [name],
                 )
                 return str(row[0])
-        except sqlite3.Error as exc:
+        except sqlite3.Error as exc:  # StorageBusy (locked) passes: worth trying again
             raise StorageError(f"{self.path}: cannot resume feed {name!r}: {exc}") from exc
 
     def set_feed_flags(self, name: str, **flags: int) -> None:

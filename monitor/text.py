@@ -285,8 +285,12 @@ def snippet(text: str, start: int, end: int, width: int = 160) -> str:
 
 #: Where an authority starts: after ``scheme://``, or a scheme-relative ``//``.
 _AUTHORITY = re.compile(r"(?:\b[a-zA-Z][a-zA-Z0-9+.-]*:)?//")
-#: An authority with no userinfo: a host (or [IPv6]) and maybe a port.
-_HOST_PORT = re.compile(r"(?:\[[^\]/\s]*\]|[^:/\s@\[\]]*)(?::[0-9]*)?")
+#: Where it ends, as RFC 3986 and HTTP clients read it.
+_AUTHORITY_END = re.compile(r"[/?#\n]")
+#: A host (or [IPv6]) without a port, and with one.
+_HOST = r"(?:\[[^\]/\s]*\]|[^:/?#\s@\[\]]*)"
+_PLAIN_HOST = re.compile(_HOST)
+_HOST_PORT = re.compile(_HOST + r"(?::[0-9]*)?")
 _BLANK = re.compile(r"\s")
 
 
@@ -294,28 +298,34 @@ def mask_url(url: str) -> str:
     """The URL (or text with URLs in it) with any user:password@ part replaced, safe
     to log.
 
-    An HTTP client takes the userinfo up to the last ``@`` before the path, so that is
-    what is masked, spaces, ``?`` and ``#`` included (an unencoded ``${ENV}`` secret).
-    A ``/`` in a password ends the authority early (``user:pa/ss@host``): when what
-    comes before the first ``/`` is no host and port, the userinfo runs to the last
-    ``@`` before a blank. Text that merely has an ``@`` later on the same line may be
-    masked too: hiding too much is the safe side."""
+    The userinfo is what comes before the last ``@`` of the authority (up to the first
+    ``/ ? #``), as an HTTP client reads it: a password with an ``@`` or a space in it
+    (an unencoded ``${ENV}`` secret) is masked whole. When the authority is no host
+    (``user:pa`` of ``user:pa?ss@host``, ``user:pa/ss@host``) or has a port (``user:``
+    or ``user:2024`` of ``user:/ss@host``, ``user:2024/ss@host``), what runs to the last
+    ``@`` before a blank is masked: hiding too much is the safe side (and
+    ``news-monitor check`` refuses such feed URLs). Linear in the length of the text."""
     if "//" not in url:
         return url
     out: list[str] = []
     done = 0
+    run_end = run_at = -1  # the blank-delimited run last searched, and its last "@"
     for m in _AUTHORITY.finditer(url):
         start = m.end()
         if start <= done:
             continue  # inside what was masked already
-        line = url.find("\n", start)
-        line = len(url) if line == -1 else line
-        slash = url.find("/", start, line)
-        slash = line if slash == -1 else slash
-        at = url.rfind("@", start, slash)
-        if at == -1 and not _HOST_PORT.fullmatch(url, start, slash):
-            blank = _BLANK.search(url, start, line)
-            at = url.rfind("@", start, blank.start() if blank else line)
+        stop = _AUTHORITY_END.search(url, start)
+        end = stop.start() if stop else len(url)
+        blank = _BLANK.search(url, start, end)
+        if blank and _HOST_PORT.fullmatch(url, start, blank.start()):
+            end = blank.start()  # "http://host and then text": the URL ended there
+        at = url.rfind("@", start, end)
+        if at == -1 and not _PLAIN_HOST.fullmatch(url, start, end):
+            if start >= run_end:
+                blank = _BLANK.search(url, start)
+                run_end = blank.start() if blank else len(url)
+                run_at = url.rfind("@", start, run_end)
+            at = run_at if run_at >= start else -1
         if at != -1:
             out += (url[done:start], "***")
             done = at

@@ -83,22 +83,29 @@ def test_feed_urls_the_fetcher_would_refuse_are_errors_with_their_line(tmp_path:
     path = write(
         tmp_path,
         "feeds:\n"
-        "  - name: emoji\n"
-        "    url: http://xn--ls8h.la/feed\n"  # 3: not valid IDNA
+        "  - name: dots\n"
+        "    url: http://news..example.org/feed\n"  # 3: an empty label
         "  - name: port\n"
         "    url: https://example.org:70000/feed\n"  # 5: no such port
         "  - name: spaced\n"
         "    url: http://reader:${FEED_PASSWORD}@example.org/feed\n"  # 7: a blank in it
         "  - name: slash\n"
         "    url: http://reader:pa/${SLASHED}@example.org/feed\n"  # 9: unparsable
+        "  - name: after-port\n"
+        "    url: https://reader:/${SLASHED}@example.org/feed\n"  # 11: password in the path
         "  - name: fine\n"
-        "    url: https://medium.com/feed/@newsroom\n",
+        "    url: https://medium.com/feed/@newsroom\n"
+        "  - name: emoji\n"
+        "    url: http://xn--ls8h.la/feed\n",  # 15: httpx cannot send it
     )
     errors = "\n".join(errors_of(path, {"FEED_PASSWORD": "s3cret word", "SLASHED": "s3cret"}))
-    assert "config.yaml:3:5: feed 'emoji': invalid host name 'xn--ls8h.la'" in errors
+    assert "config.yaml:3:5: feed 'dots': invalid host name 'news..example.org'" in errors
     assert "config.yaml:5:5: feed 'port': invalid port 70000" in errors
     assert "config.yaml:7:5: feed 'spaced': the url has a space" in errors
     assert "config.yaml:9:5: feed 'slash': invalid URL: it does not parse" in errors
+    assert "config.yaml:11:5: feed 'after-port': the url has an @ after its host 'reader'" in errors
+    assert "percent-encode the / (%2F)" in errors
+    assert "config.yaml:15:5: feed 'emoji': host name 'xn--ls8h.la' cannot be used" in errors
     assert "'fine'" not in errors
     assert "s3cret" not in errors and "pa/" not in errors
 

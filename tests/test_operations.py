@@ -21,6 +21,7 @@ from monitor.daemon import SearchIndexer
 from monitor.errors import StorageBusy, StorageError
 from monitor.models import Article, Hit
 from monitor.store import Store
+from monitor.text import mask_url
 
 
 def article(uid: str, title: str, text: str, feed: str = "wire") -> Article:
@@ -330,3 +331,32 @@ def test_write_transactions_take_the_lock_before_they_read(tmp_path: Path) -> No
     finally:
         first.close()
         second.close()
+
+
+def test_feed_urls_masked_by_an_older_version_are_masked_again(tmp_path: Path) -> None:
+    """Migration 0012: "https://***@ss@host" (an @ in the password, masked only to the
+    first @ before) becomes what mask_url gives the configured URL now, so the feed's
+    state (validators, a 410 stop, a Retry-After window) still belongs to it."""
+    import sqlite_utils
+
+    from monitor.store import migrations
+
+    path = tmp_path / "news.db"
+    db = sqlite_utils.Database(path)
+    migrations.apply(db, stop_before="0012_feed_ttl")
+    db.execute(
+        "INSERT INTO feeds (name, url, moved_to, disabled) VALUES (?, ?, ?, ?)",
+        ["wire", "https://***@ss@example.org/feed", "https://***@ss@example.org/new", "410"],
+    )
+    db.execute("INSERT INTO feeds (name, url) VALUES ('plain', 'https://example.org/a@b')")
+    db.conn.commit()
+    db.conn.close()
+    store = Store(path)
+    try:
+        wire = store.feed_state("wire")
+        assert wire["url"] == mask_url("https://reader:pa@ss@example.org/feed")
+        assert wire["moved_to"] == "https://***@example.org/new"
+        assert wire["disabled"] == "410" and wire["ttl"] is None
+        assert store.feed_state("plain")["url"] == "https://example.org/a@b"
+    finally:
+        store.close()

@@ -116,8 +116,14 @@ def test_mask_url_hides_credentials_anywhere_in_text() -> None:
         ("http://bob:pass word@example.org/feed", "http://***@example.org/feed"),
         ("http://bob:pa?ss@example.org/feed", "http://***@example.org/feed"),
         ("http://bob:pa#ss@example.org/feed", "http://***@example.org/feed"),
-        # A / in it ends the authority early, at no host and port: masked to the last @.
+        # A / in it ends the authority early, at no host (or at what reads as a host and
+        # a port: "bob:" or "bob:2024"): masked to the last @ before a blank.
         ("http://bob:pa/ss@example.org/feed", "http://***@example.org/feed"),
+        ("https://bob:/s3cret@example.org/feed", "https://***@example.org/feed"),
+        ("https://bob:2024/s3cret@example.org/feed", "https://***@example.org/feed"),
+        # ... which masks a path's @ after a port too: the safe side.
+        ("http://example.org:8080/feed@2", "http://***@2"),
+        ("http://[::1]:8080/a@b", "http://***@b"),
         # Scheme-relative, as a Location header may be.
         ("redirected to //bob:s3cret@bad host/", "redirected to //***@bad host/"),
         (
@@ -126,8 +132,22 @@ def test_mask_url_hides_credentials_anywhere_in_text() -> None:
         ),
         # No userinfo: unchanged, @ in paths included.
         ("https://medium.com/feed/@newsroom", "https://medium.com/feed/@newsroom"),
-        ("http://example.org:8080/feed@2", "http://example.org:8080/feed@2"),
-        ("http://[::1]:8080/a@b", "http://[::1]:8080/a@b"),
+        ("http://localhost/@newsroom", "http://localhost/@newsroom"),
+        (
+            "https://example.org?author=jane@example.org",
+            "https://example.org?author=jane@example.org",
+        ),
+        (
+            "mailtos://smtp.example.org?to=desk@example.org",
+            "mailtos://smtp.example.org?to=desk@example.org",
+        ),
+        (
+            "mailtos://u:pw@smtp.example.org?to=desk@example.org",
+            "mailtos://***@smtp.example.org?to=desk@example.org",
+        ),
+        ("shared https://t.co by @newsroom", "shared https://t.co by @newsroom"),
+        # What an older version stored, masked again: the same as masking the original.
+        ("https://***@ss@example.org/feed", "https://***@example.org/feed"),
         ("json://127.0.0.1:9000/hook", "json://127.0.0.1:9000/hook"),
         ("no url here, mail desk@example.org", "no url here, mail desk@example.org"),
         (
