@@ -39,12 +39,24 @@ class _MaskedFormatter(logging.Formatter):
         return mask_url(super().format(record))
 
 
+def _expected(record: logging.LogRecord) -> bool:
+    """False for APScheduler's warning that a feed's poll is still running at its next
+    tick: expected (the poll outlasted the interval; the next one runs when it ends)
+    and, at a tick a second, most of the log. Shown with -v."""
+    return not (
+        record.name.startswith("apscheduler")
+        and "maximum number of running instances reached" in str(record.msg)
+    )
+
+
 def _setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 0 else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         _MaskedFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
     )
+    if not verbose:
+        handler.addFilter(_expected)
     logging.basicConfig(level=level, handlers=[handler])
     for noisy in ("httpx", "httpcore", "apscheduler", "apprise", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
@@ -860,8 +872,9 @@ def stats(config_path: Path, as_json: bool) -> None:
       news-monitor stats
       news-monitor stats --json | jq .deliveries
     """
-    with opened_store(settings_for(config_path), readonly=True) as store:
-        data = store.stats(current_time())
+    settings = settings_for(config_path)
+    with opened_store(settings, readonly=True) as store:
+        data = store.stats(current_time(), {f.name for f in settings.feeds if f.enabled})
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return

@@ -149,7 +149,10 @@ def feeds(ctx: click.Context, config_path: Path, as_json: bool) -> None:
                 "consecutive_errors": state.get("consecutive_errors", 0) if state else 0,
                 "last_error": state.get("last_error") if state else None,
                 "last_error_kind": state.get("last_error_kind") if state else None,
-                "next_poll": state.get("next_poll") if state else None,
+                # A paused or stopped feed has none, whatever was planned before.
+                "next_poll": state.get("next_poll")
+                if state and feed.enabled and not state.get("disabled")
+                else None,
                 "retry_after_until": state.get("retry_after_until") if state else None,
                 "moved_to": state.get("moved_to") if state else None,
                 "stopped_because": state.get("disabled") if state else None,

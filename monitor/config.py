@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +204,8 @@ class _Reader:
         #: error (commands that only read the database need no channel secrets).
         self.secrets = secrets
         self.errors: list[ConfigError] = []
+        #: Where each feed read so far is named: (name, file, (line, column)).
+        self.feed_places: list[tuple[str, Path, tuple[int, int]]] = []
 
     def error(self, message: str, pos: tuple[int, int]) -> None:
         self.errors.append(ConfigError(message, str(self.path), pos[0], pos[1]))
@@ -406,6 +408,7 @@ class _Reader:
             baseline = self.flag(item, "baseline", None)
             if name and url:
                 feeds.append(FeedConfig(name, url, interval, enabled, tags, silence, baseline))
+                self.feed_places.append((name, self.path, item.pos("name")))
         return feeds
 
     def channel_list(
@@ -536,29 +539,52 @@ def load_settings(path: Path, env: Mapping[str, str], *, secrets: bool = True) -
     if feed_files is None:
         reader.error("`feeds_from` must be a list of YAML files", data.pos("feeds_from"))
         feed_files = []
+    places = list(reader.feed_places)
     for other in feed_files:
         sub = _Reader(other, env, secrets)
+        if not other.exists():
+            reader.error(
+                f"feeds_from file {other} does not exist: create it (a list of feeds, or "
+                "[] for none) or take it out of `feeds_from`",
+                data.pos("feeds_from"),
+            )
+            continue
         try:
             items = load_yaml(other)
         except ConfigError as exc:
             reader.errors.append(exc)
             continue
-        feeds.extend(sub.feeds(items if items is not None else YamlList(), (1, 1)))
-        reader.errors.extend(sub.errors)
-    seen: set[str] = set()
-    for feed in feeds:
-        if feed.name in seen:
-            reader.error(
-                f"duplicate feed name {feed.name!r}; feed names must be unique", data.pos("feeds")
+        if isinstance(items, YamlMap) and "feeds" in items:
+            sub.error(
+                "a feeds_from file is the list itself, as the value of `feeds:` in the "
+                "settings file: take out the `feeds:` line and unindent the entries",
+                items.pos("feeds"),
             )
-        seen.add(feed.name)
+        else:
+            feeds.extend(sub.feeds(items if items is not None else YamlList(), (1, 1)))
+        reader.errors.extend(sub.errors)
+        places += sub.feed_places
+    first: dict[str, tuple[Path, tuple[int, int]]] = {}
+    for name, file, pos in places:
+        if name in first:
+            was, (line, column) = first[name]
+            reader.errors.append(
+                ConfigError(
+                    f"duplicate feed name {name!r} (first at {was}:{line}:{column}); feed "
+                    "names must be unique",
+                    str(file),
+                    *pos,
+                )
+            )
+        else:
+            first[name] = (file, pos)
 
     channels: list[ChannelConfig] = []
     chans = reader.mapping(data, "channels")
     for name in chans:
         channel = reader.channel(name, chans[name], chans)
         if channel is not None:
-            channels.append(channel)
+            channels.append(replace(channel, pos=chans.pos(name)))
     names = {c.name for c in channels}
 
     defaults = reader.channel_list(data, "default_channels", "default channel", names)

@@ -113,11 +113,23 @@ def load_matcher(
 def validate(settings: Settings) -> tuple[Matcher, dict[str, Channel]]:
     """Load rules and build channels; raise ConfigErrors listing every problem."""
     matcher, errors = load_matcher(settings)
-    channels, channel_errors = build_channels(settings.channels)
-    errors += [ConfigError(message, str(settings.path)) for message in channel_errors]
+    channels, channel_errors = settings_channels(settings)
+    errors += channel_errors
     if errors:
         raise ConfigErrors(errors)
     return matcher, channels
+
+
+def settings_channels(settings: Settings) -> tuple[dict[str, Channel], list[ConfigError]]:
+    """The settings' channels built, and an error naming the file and line of each one
+    apprise cannot use."""
+    channels: dict[str, Channel] = {}
+    errors: list[ConfigError] = []
+    for config in settings.channels:
+        built, messages = build_channels((config,))
+        channels.update(built)
+        errors += [ConfigError(m, str(settings.path), *config.pos) for m in messages]
+    return channels, errors
 
 
 def files_signature(paths: Sequence[Path]) -> tuple[tuple[str, int, int, int], ...]:
@@ -327,9 +339,9 @@ class Daemon:
         self._settings_signature = files_signature(self.settings.files)
         try:
             new = load_settings(self.settings.path, os.environ)
-            channels, channel_errors = build_channels(new.channels)
+            channels, channel_errors = settings_channels(new)
             if channel_errors:
-                raise ConfigErrors([ConfigError(m, str(new.path)) for m in channel_errors])
+                raise ConfigErrors(channel_errors)
         except ConfigErrors as exc:
             for error in exc.errors:
                 log.error("settings_rejected %s", error)
@@ -454,8 +466,8 @@ class Daemon:
         """The outbox by state, broken and scheduled feeds (a minute apart: counting the
         outbox reads every delivery row)."""
         self.metrics.outbox(store.delivery_counts())
-        configured = {f.name for f in self.settings.feeds}
-        broken = store.broken_feeds(self.settings.health_failures) & configured
+        polled = {f.name for f in self.settings.feeds if f.enabled}  # not paused ones
+        broken = store.broken_feeds(self.settings.health_failures) & polled
         self.metrics.broken_feeds(len(broken))
         jobs = self._scheduler.get_jobs() if self._scheduler is not None else []
         self.metrics.feeds(sum(1 for job in jobs if job.id.startswith("feed:")))
@@ -623,6 +635,11 @@ class Daemon:
                 # The feed's own schedule: backoff, Retry-After, cache hints; plus jitter.
                 jitter = random.uniform(0, self.settings.jitter) if self.settings.jitter else 0
                 job.modify(next_run_time=result.next_poll + timedelta(seconds=jitter))
+        except asyncio.CancelledError:
+            # A stop whose grace ran out (STOP_GRACE): the poll's transaction was not
+            # committed, so the next start polls the feed again. Said here, once, rather
+            # than as a failed job with a traceback.
+            log.info("poll_abandoned feed=%s (stopping; polled again at the next start)", name)
         except Exception:  # one feed's bug must never stop the others
             log.exception("poll_crashed feed=%s", feed.name)
         finally:

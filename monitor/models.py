@@ -64,6 +64,8 @@ class ChannelConfig:
     #: per alert (urgent alerts still go at once); ``timezone`` is its zone.
     digest: str | None = None
     timezone: str = "UTC"
+    #: Where the settings file defines it (line, column), for error messages.
+    pos: tuple[int, int] = field(default=(0, 0), compare=False)
 
 
 # --- rule conditions: a small boolean tree over terms -------------------------------------

@@ -987,14 +987,27 @@ class ParsePool:
         return _Worker(process, parent)
 
     def _acquire(self, job: _Job, shown: str) -> _Worker:
-        with self._lock:
-            if self._closed:
-                raise FeedError(shown, "the parser pool is closed (shutting down)")
-            worker = self._idle.pop() if self._idle else None
-            if worker is not None:
-                self._busy.add(worker)
-                job.worker = worker
-                return worker
+        lost: list[_Worker] = []
+        try:
+            with self._lock:
+                if self._closed:
+                    raise FeedError(shown, "the parser pool is closed (shutting down)")
+                while self._idle:
+                    worker = self._idle.pop()
+                    if not worker.process.is_alive():
+                        lost.append(worker)  # died while idle: killed from outside
+                        continue
+                    self._busy.add(worker)
+                    job.worker = worker
+                    return worker
+        finally:
+            for worker in lost:
+                log.warning(
+                    "parse_worker_lost pid=%s exit=%s (died while idle; replaced)",
+                    worker.process.pid,
+                    _reap(worker),
+                )
+                _stop(worker)
         try:
             worker = self._start_worker()
         except OSError as exc:

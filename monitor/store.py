@@ -1569,8 +1569,22 @@ class Store:
             self.db, "SELECT count(*) FROM articles WHERE id > ?", self.indexed_up_to()
         )
 
-    def stats(self, now: datetime) -> dict[str, Any]:
-        """What the database holds, for `news-monitor stats`."""
+    def _feed_counts(self, feeds: Collection[str] | None) -> dict[str, int]:
+        """Feeds polled, failing (an error last time) and stopped (410), among ``feeds``
+        (the configured, enabled ones; None: every feed ever polled)."""
+        counts = {"feeds_polled": 0, "feeds_failing": 0, "feeds_stopped": 0}
+        for name, errors, stopped in self.db.execute(
+            "SELECT name, consecutive_errors, disabled FROM feeds"
+        ):
+            if feeds is None or name in feeds:
+                counts["feeds_polled"] += 1
+                counts["feeds_failing"] += bool(errors) and not stopped
+                counts["feeds_stopped"] += stopped is not None
+        return counts
+
+    def stats(self, now: datetime, feeds: Collection[str] | None = None) -> dict[str, Any]:
+        """What the database holds, for `news-monitor stats`; the feed counts among
+        ``feeds`` if given (the configured, enabled ones)."""
 
         day = stamp(now - timedelta(days=1))
         deliveries = self.delivery_counts()
@@ -1600,13 +1614,7 @@ class Store:
             "muted_hits": one_value(self.db, "SELECT count(*) FROM hits WHERE muted IS NOT NULL"),
             "rules": rules,
             "deliveries": deliveries,
-            "feeds_polled": one_value(self.db, "SELECT count(*) FROM feeds"),
-            "feeds_failing": one_value(
-                self.db, "SELECT count(*) FROM feeds WHERE consecutive_errors > 0"
-            ),
-            "feeds_stopped": one_value(
-                self.db, "SELECT count(*) FROM feeds WHERE disabled IS NOT NULL"
-            ),
+            **self._feed_counts(feeds),
             "silences_active": one_value(
                 self.db,
                 "SELECT count(*) FROM silences WHERE lifted_at IS NULL AND until > ?",

@@ -110,6 +110,49 @@ def test_feed_urls_the_fetcher_would_refuse_are_errors_with_their_line(tmp_path:
     assert "s3cret" not in errors and "pa/" not in errors
 
 
+def test_feed_list_mistakes_are_located_in_the_file_that_has_them(tmp_path: Path) -> None:
+    (tmp_path / "more.yaml").write_text(
+        "- name: tass\n  url: https://tass.com/rss/v2.xml\n"
+        "- name: wire\n  url: https://news.example.org/b.xml\n"  # 3: wire again
+    )
+    (tmp_path / "wrapped.yaml").write_text("feeds:\n  - name: x\n    url: https://x.org/\n")
+    path = write(
+        tmp_path,
+        "feeds:\n"
+        "  - name: wire\n"  # 2: the first wire
+        "    url: https://news.example.org/a.xml\n"
+        "  - name: tass\n"  # 4: tass, again in more.yaml:1
+        "    url: https://tass.com/rss/v2.xml\n"
+        "feeds_from: [more.yaml, wrapped.yaml, missing.yaml]\n",  # 6
+    )
+    errors = "\n".join(errors_of(path))
+    more, wrapped = tmp_path / "more.yaml", tmp_path / "wrapped.yaml"
+    first = tmp_path / "config.yaml"
+    assert f"{more}:1:3: duplicate feed name 'tass' (first at {first}:4:5)" in errors
+    assert f"{more}:3:3: duplicate feed name 'wire' (first at {first}:2:5)" in errors
+    assert f"{wrapped}:1:1: a feeds_from file is the list itself" in errors
+    assert "take out the `feeds:` line and unindent the entries" in errors
+    assert f"{first}:6:1: feeds_from file {tmp_path / 'missing.yaml'} does not exist" in errors
+
+
+def test_a_channel_apprise_cannot_use_is_reported_at_its_line(tmp_path: Path) -> None:
+    from monitor.daemon import validate
+
+    path = write(
+        tmp_path,
+        "rules_dir: rules\n"
+        "channels:\n"
+        "  chat: json://127.0.0.1:9/hook\n"
+        "  pager: jsonx://127.0.0.1:9/hook\n",  # 4: no such apprise scheme
+    )
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "main.yaml").write_text("rules:\n  - name: troops\n    any: [troops]\n")
+    with pytest.raises(ConfigErrors) as info:
+        validate(load_settings(path, {}))
+    [error] = info.value.errors
+    assert str(error).startswith(f"{path}:4:3: channel 'pager': apprise does not understand")
+
+
 def test_parse_worker_priority_is_a_nice_increment(tmp_path: Path) -> None:
     assert load_settings(write(tmp_path, "parse:\n  nice: 0\n"), {}).parse_nice == 0
     assert load_settings(write(tmp_path, "database: x.db\n"), {}).parse_nice == PARSE_NICE

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -450,3 +451,32 @@ def test_a_feed_stopped_by_410_is_polled_again_after_feeds_resume(
         assert daemon.terminate() == 0, daemon.stderr()
     finally:
         comeback.close()
+
+
+def test_a_poll_still_hanging_when_the_grace_ends_is_abandoned_quietly(
+    make_project: Callable[..., Project],
+    webhook: Webhook,
+    start_daemon: Callable[[Project], DaemonProcess],
+) -> None:
+    """SIGTERM while a feed's server has not answered: the stop waits out its grace,
+    abandons the poll (not committed: polled again at the next start), says so in one
+    line, and exits 0 (no failed-job traceback)."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never answers
+        port = silent.getsockname()[1]
+        project = make_project(
+            feeds=[{"name": "hang", "url": f"http://127.0.0.1:{port}/feed.xml"}],
+            channels={"chat": webhook.url("hook")},
+            default_channels=["chat"],
+            rules=RULES,
+            fetch={"timeout": "60s", "allow_private": ["127.0.0.0/8"]},
+        )
+        daemon = start_daemon(project)
+        wait_for(lambda: "started feeds=1" in daemon.stderr(), message="daemon started")
+        silent.settimeout(30)
+        connection, _ = silent.accept()  # the poll is in flight
+        with connection:
+            assert daemon.terminate(timeout=30) == 0, daemon.stderr()
+    log = daemon.stderr()
+    assert "waiting_for_polls count=1" in log
+    assert "poll_abandoned feed=hang" in log
+    assert "Traceback" not in log and "CancelledError" not in log, log

@@ -202,11 +202,21 @@ def cli(project: Any, *args: str) -> Any:
 def test_search_stats_prune_and_hit_exports_on_the_command_line(
     tmp_path: Path, clock: Clock
 ) -> None:
-    project = write_project(tmp_path / "p", channels={"chat": "json://127.0.0.1:9/x"})
+    feeds = [
+        {"name": "wire", "url": "https://news.example.org/wire.xml"},
+        {"name": "paused", "url": "https://news.example.org/p.xml", "enabled": False},
+    ]
+    project = write_project(tmp_path / "p", feeds=feeds, channels={"chat": "json://127.0.0.1:9/x"})
     store = Store(project.database)
     for uid, title, text in STORED:
         save(store, clock, [(article(uid, title, text), [hit()] if uid != "a3" else [])])
     save(store, clock, [(article("t1", "Tass on sanctions", "Sanctions text", "tass"), [hit()])])
+    # Feed states: one configured and fine; one paused, one removed from the settings,
+    # both failing: only configured, enabled feeds are counted.
+    for name in ("wire", "paused", "removed"):
+        store.record_fetch(name, f"https://news.example.org/{name}.xml", clock(), outcome="ok")
+    for name in ("paused", "removed"):
+        store.record_fetch(name, "https://x.org/", clock(), outcome="error", error="HTTP 500")
     store.close()
 
     result = cli(project, "search", "sanction", "--json")
@@ -222,6 +232,7 @@ def test_search_stats_prune_and_hit_exports_on_the_command_line(
     # (stored at the test clock's time, months before the command's real now)
     assert stats["rules"] == [{"rule": "sanctions", "hits": 3, "last_day": 0}]
     assert stats["deliveries"] == {"pending": 3}
+    assert (stats["feeds_polled"], stats["feeds_failing"], stats["feeds_stopped"]) == (1, 0, 0)
     assert "articles   4" in cli(project, "stats").output
 
     rows = json.loads(cli(project, "hits", "--feed", "tass", "--json").output)

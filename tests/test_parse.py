@@ -847,6 +847,20 @@ def test_a_worker_that_dies_is_replaced(pool: ParsePool, command: bytes, message
     assert pool.stats.crashes == 1
 
 
+def test_a_worker_killed_while_idle_costs_no_feed_an_error(pool: ParsePool) -> None:
+    """kill -9 on an idle worker (an operator, a watchdog): the next feeds parse on
+    fresh workers, none of them blamed for it."""
+    pid_of(pool)  # warm
+    for process in pool.processes:
+        process.kill()
+        process.join(5)
+    for _ in range(3):
+        [article] = run(pool.parse("wire", URL, one_item("Fine").encode(), {}))
+        assert article.title == "Fine"
+    assert pool.stats.crashes == 0
+    assert all(process.is_alive() for process in pool.processes)
+
+
 def test_a_parser_bug_is_a_feed_error_and_keeps_the_worker(pool: ParsePool) -> None:
     before = pid_of(pool)
     with pytest.raises(FeedError, match=r"the parser failed \(ZeroDivisionError: a bug"):

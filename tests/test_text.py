@@ -175,3 +175,15 @@ def test_every_log_line_and_traceback_the_daemon_writes_is_masked() -> None:
     line = formatter.format(record)
     assert "https://***@h.org/" in line and "http://***@example.org/feed" in line
     assert "s3cret" not in line and "pw0rd" not in line
+
+
+def test_a_poll_outlasting_its_interval_is_not_a_warning_at_every_tick() -> None:
+    from monitor.cli import _expected
+
+    def record(name: str, message: str) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.WARNING, __file__, 1, message, (), None)
+
+    skipped = 'Execution of job "%s" skipped: maximum number of running instances reached (%d)'
+    assert not _expected(record("apscheduler.scheduler", skipped))
+    assert _expected(record("apscheduler.scheduler", "Run time of job was missed by 0:00:05"))
+    assert _expected(record("monitor.pipeline", "maximum number of running instances reached"))
