@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -142,7 +143,7 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
         return replace(
             _failed(feed, exc, state, ctx), fetch_seconds=fetched or time.monotonic() - started
         )
-    except StorageError:
+    except (StorageError, sqlite3.Error):
         raise  # the database's trouble, not the feed's (the daemon logs poll_crashed)
     except Exception as exc:  # a bug in fetching or parsing: still recorded as this feed's
         log.exception("poll_bug feed=%s url=%s", feed.name, mask_url(url))
