@@ -385,17 +385,25 @@ def url_problem(url: str) -> str | None:
     """What is wrong with a feed URL before anything is fetched (scheme, syntax, host
     name, port), for `news-monitor check`; None if nothing is. Masked, like every error."""
     try:
-        first, creds = _start(_short(mask_url(url)), url)
+        first, _ = _start(_short(mask_url(url)), url)
     except FeedError as exc:
         return exc.message
-    if creds is None and mask_url(url) != url:
-        # "https://reader:/s3cret@host/": a / in the password ends the authority, so the
-        # client would send the password in the path, to a host called "reader".
-        return (
-            f"the url has an @ after its host {_host(first)!r}: if it is a user:password "
-            "whose password has a / in it, percent-encode the / (%2F); if the @ belongs "
-            "to the path, write it %40"
-        )
+    masked = mask_url(url)
+    if masked != url:
+        # Masking must hide what the client sends as userinfo, no less: where the two
+        # read the URL differently ("https://reader:/s3cret@host/": a / in the password
+        # ends the authority, and the password would go in the path to a host called
+        # "reader"), the URL is refused.
+        try:
+            seen = _host(httpx.URL(masked))
+        except httpx.InvalidURL:
+            seen = ""
+        if seen != _host(first):
+            return (  # what the client takes for the host may be a piece of the password
+                "the url can be read two ways (where its user:password ends and its host "
+                "begins): percent-encode @ / ? # in a user name or password (%40 %2F %3F "
+                "%23), and an @ in the path (%40)"
+            )
     return None
 
 

@@ -287,45 +287,73 @@ def snippet(text: str, start: int, end: int, width: int = 160) -> str:
 _AUTHORITY = re.compile(r"(?:\b[a-zA-Z][a-zA-Z0-9+.-]*:)?//")
 #: Where it ends, as RFC 3986 and HTTP clients read it.
 _AUTHORITY_END = re.compile(r"[/?#\n]")
-#: A host (or [IPv6]) without a port, and with one.
-_HOST = r"(?:\[[^\]/\s]*\]|[^:/?#\s@\[\]]*)"
-_PLAIN_HOST = re.compile(_HOST)
-_HOST_PORT = re.compile(_HOST + r"(?::[0-9]*)?")
+#: A host without a port; a host with one, when the host is a name with a dot or an IP.
+_PLAIN_HOST = re.compile(r"\[[^\]/\s]*\]|[^:/?#\s@\[\]]*")
+_HOST_PORT = re.compile(r"[^:/?#\s@\[\]]*:[0-9]*")
+_REAL_HOST_PORT = re.compile(r"(?:\[[^\]/\s]*\]|[^:/?#\s@\[\]]*\.[^:/?#\s@\[\]]*):[0-9]*")
 _BLANK = re.compile(r"\s")
 
 
 def mask_url(url: str) -> str:
     """The URL (or text with URLs in it) with any user:password@ part replaced, safe
-    to log.
+    to log. Linear in the length of the text.
 
-    The userinfo is what comes before the last ``@`` of the authority (up to the first
-    ``/ ? #``), as an HTTP client reads it: a password with an ``@`` or a space in it
-    (an unencoded ``${ENV}`` secret) is masked whole. When the authority is no host
-    (``user:pa`` of ``user:pa?ss@host``, ``user:pa/ss@host``) or has a port (``user:``
-    or ``user:2024`` of ``user:/ss@host``, ``user:2024/ss@host``), what runs to the last
-    ``@`` before a blank is masked: hiding too much is the safe side (and
-    ``news-monitor check`` refuses such feed URLs). Linear in the length of the text."""
+    * An ``@`` before the end of the authority (the first ``/ ? #``): the userinfo runs
+      to the last ``@`` of the URL (up to a blank), so a password with ``@`` and then
+      ``/ ? #`` in it (``admin:P@ss/word@host``) is masked whole; so is one with a
+      space (``user:12 34@host``). A credentialed URL's ``@`` in the path is masked too.
+    * No ``@`` there, but a port after a name without a dot (``user:`` or ``user:2024``
+      of ``user:/ss@host``): masked to the last ``@`` before a blank; an authority that
+      is no host at all (``user:pa`` of ``user:pa?ss@host``): to the last ``@`` of the
+      line.
+    * Otherwise (``https://medium.com/feed/@x``, ``https://social.example:8443/@x``)
+      nothing is masked.
+
+    Text that merely has an ``@`` later on the same line may be masked too: hiding too
+    much is the safe side (and ``news-monitor check`` refuses feed URLs whose userinfo
+    a client would read otherwise)."""
     if "//" not in url:
         return url
     out: list[str] = []
     done = 0
     run_end = run_at = -1  # the blank-delimited run last searched, and its last "@"
+    line_end = line_at = -1  # the same for the line
+
+    def last_at(start: int) -> int:
+        """The last "@" from ``start`` to the next blank, or -1."""
+        nonlocal run_end, run_at
+        if start >= run_end:
+            blank = _BLANK.search(url, start)
+            run_end = blank.start() if blank else len(url)
+            run_at = url.rfind("@", start, run_end)
+        return run_at if run_at >= start else -1
+
+    def last_on_line(start: int) -> int:
+        """The last "@" from ``start`` to the end of its line, or -1."""
+        nonlocal line_end, line_at
+        if start >= line_end:
+            newline = url.find("\n", start)
+            line_end = newline if newline != -1 else len(url)
+            line_at = url.rfind("@", start, line_end)
+        return line_at if line_at >= start else -1
+
     for m in _AUTHORITY.finditer(url):
         start = m.end()
         if start <= done:
             continue  # inside what was masked already
         stop = _AUTHORITY_END.search(url, start)
         end = stop.start() if stop else len(url)
-        blank = _BLANK.search(url, start, end)
-        if blank and _HOST_PORT.fullmatch(url, start, blank.start()):
-            end = blank.start()  # "http://host and then text": the URL ended there
         at = url.rfind("@", start, end)
-        if at == -1 and not _PLAIN_HOST.fullmatch(url, start, end):
-            if start >= run_end:
-                blank = _BLANK.search(url, start)
-                run_end = blank.start() if blank else len(url)
-                run_at = url.rfind("@", start, run_end)
-            at = run_at if run_at >= start else -1
+        if at != -1:
+            at = max(at, last_at(end))
+        elif _HOST_PORT.fullmatch(url, start, end) and not _REAL_HOST_PORT.fullmatch(
+            url, start, end
+        ):
+            at = last_at(start)  # "user:" or "user:2024", a / in the password
+        elif not (
+            _PLAIN_HOST.fullmatch(url, start, end) or _REAL_HOST_PORT.fullmatch(url, start, end)
+        ):
+            at = last_on_line(start)  # no host at all: the URL is broken, mask widely
         if at != -1:
             out += (url[done:start], "***")
             done = at

@@ -95,18 +95,20 @@ def test_feed_urls_the_fetcher_would_refuse_are_errors_with_their_line(tmp_path:
         "    url: https://reader:/${SLASHED}@example.org/feed\n"  # 11: password in the path
         "  - name: fine\n"
         "    url: https://medium.com/feed/@newsroom\n"
+        "  - name: fine-too\n"
+        "    url: https://social.example.org:8443/@newsroom.rss\n"
         "  - name: emoji\n"
-        "    url: http://xn--ls8h.la/feed\n",  # 15: httpx cannot send it
+        "    url: http://xn--ls8h.la/feed\n",  # 17: httpx cannot send it
     )
     errors = "\n".join(errors_of(path, {"FEED_PASSWORD": "s3cret word", "SLASHED": "s3cret"}))
     assert "config.yaml:3:5: feed 'dots': invalid host name 'news..example.org'" in errors
     assert "config.yaml:5:5: feed 'port': invalid port 70000" in errors
     assert "config.yaml:7:5: feed 'spaced': the url has a space" in errors
     assert "config.yaml:9:5: feed 'slash': invalid URL: it does not parse" in errors
-    assert "config.yaml:11:5: feed 'after-port': the url has an @ after its host 'reader'" in errors
-    assert "percent-encode the / (%2F)" in errors
-    assert "config.yaml:15:5: feed 'emoji': host name 'xn--ls8h.la' cannot be used" in errors
-    assert "'fine'" not in errors
+    assert "config.yaml:11:5: feed 'after-port': the url can be read two ways" in errors
+    assert "percent-encode @ / ? # in a user name or password" in errors
+    assert "config.yaml:17:5: feed 'emoji': host name 'xn--ls8h.la' cannot be used" in errors
+    assert "'fine'" not in errors and "'fine-too'" not in errors
     assert "s3cret" not in errors and "pa/" not in errors
 
 

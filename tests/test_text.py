@@ -121,9 +121,23 @@ def test_mask_url_hides_credentials_anywhere_in_text() -> None:
         ("http://bob:pa/ss@example.org/feed", "http://***@example.org/feed"),
         ("https://bob:/s3cret@example.org/feed", "https://***@example.org/feed"),
         ("https://bob:2024/s3cret@example.org/feed", "https://***@example.org/feed"),
-        # ... which masks a path's @ after a port too: the safe side.
-        ("http://example.org:8080/feed@2", "http://***@2"),
-        ("http://[::1]:8080/a@b", "http://***@b"),
+        # An @ in the password and then / ? #: masked to the last @ of the URL.
+        ("https://admin:P@ssw0rd/2024@feeds.example.org/rss", "https://***@feeds.example.org/rss"),
+        ("https://admin:P@ss?word@feeds.example.org/rss", "https://***@feeds.example.org/rss"),
+        ("https://user:12 34@example.org/feed", "https://***@example.org/feed"),
+        ("https://user:Q/ @example.org/feed", "https://***@example.org/feed"),
+        # ... which masks a dotless host's path @ after a port too: the safe side.
+        ("http://localhost:8080/@newsroom", "http://***@newsroom"),
+        # A real host with a port, and an @ in its path or query: nothing to mask.
+        (
+            "https://social.example.org:8443/@newsroom.rss",
+            "https://social.example.org:8443/@newsroom.rss",
+        ),
+        (
+            "http://example.org:8080/feed?to=me@example.org",
+            "http://example.org:8080/feed?to=me@example.org",
+        ),
+        ("http://[::1]:8080/a@b", "http://[::1]:8080/a@b"),
         # Scheme-relative, as a Location header may be.
         ("redirected to //bob:s3cret@bad host/", "redirected to //***@bad host/"),
         (
@@ -141,11 +155,10 @@ def test_mask_url_hides_credentials_anywhere_in_text() -> None:
             "mailtos://smtp.example.org?to=desk@example.org",
             "mailtos://smtp.example.org?to=desk@example.org",
         ),
-        (
-            "mailtos://u:pw@smtp.example.org?to=desk@example.org",
-            "mailtos://***@smtp.example.org?to=desk@example.org",
-        ),
-        ("shared https://t.co by @newsroom", "shared https://t.co by @newsroom"),
+        # With credentials, a later @ (here the recipient) is masked too: the safe side.
+        ("mailtos://u:pw@smtp.example.org?to=desk@example.org", "mailtos://***@example.org"),
+        # Free text with an @ after a URL with no path: masked, the safe side.
+        ("shared https://t.co by @newsroom", "shared https://***@newsroom"),
         # What an older version stored, masked again: the same as masking the original.
         ("https://***@ss@example.org/feed", "https://***@example.org/feed"),
         ("json://127.0.0.1:9000/hook", "json://127.0.0.1:9000/hook"),
