@@ -49,7 +49,8 @@ _FILE = click.option(
     "--file",
     "target",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Write to this feeds_from file instead of the settings file's `feeds:` list.",
+    help="Write to this feeds_from file (one listed under `feeds_from:` already; `[]` "
+    "for a new, empty one) instead of the settings file's `feeds:` list.",
 )
 
 
@@ -271,7 +272,7 @@ def feeds_resume(ctx: click.Context, name: str, config_path: Path) -> None:
     \b
     Example:
       news-monitor feeds resume foxnews
-      sudo -u news-monitor news-monitor -c /etc/news-monitor/config.yaml feeds resume tass
+      sudo -u news-monitor news-monitor feeds resume tass -c /etc/news-monitor/config.yaml
     """
     path = subcommand_config(ctx, config_path)
     change = _edit(lambda: set_enabled(path, name, True, os.environ))

@@ -602,7 +602,14 @@ def load_settings(path: Path, env: Mapping[str, str], *, secrets: bool = True) -
     if "memory_limit" in parse:
         raw_limit = parse["memory_limit"]
         memory_limit = None if raw_limit in (0, None, "none") else parse_size(raw_limit)
-        if memory_limit is not None and memory_limit < 128 * 2**20:
+        if memory_limit is None and raw_limit not in (0, None, "none"):
+            reader.error(
+                f"`memory_limit` must be a size such as 512MiB or 1GiB (or 0 for no cap); "
+                f"got {raw_limit!r}",
+                parse.pos("memory_limit"),
+            )
+            memory_limit = 512 * 2**20
+        elif memory_limit is not None and memory_limit < 128 * 2**20:
             reader.error(
                 "`memory_limit` must be a size of at least 128MiB (or 0 for no cap)",
                 parse.pos("memory_limit"),

@@ -26,6 +26,7 @@ import os
 import re
 import stat
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -629,7 +630,9 @@ def _load(settings_path: Path, env: Mapping[str, str]) -> Settings:
             "settings file not found; pass --config or copy config.example.yaml",
             str(settings_path),
         )
-    return load_settings(settings_path, env)
+    # Without secrets: an edit checks the settings' shape, and whoever edits the feed
+    # lists need not hold the daemon's passwords (a LoadCredential= file, say).
+    return load_settings(settings_path, env, secrets=False)
 
 
 def _commit(
@@ -644,9 +647,24 @@ def _commit(
     ``check(settings)`` returns an error message."""
     data = _encode(feed_list, lines)
     _verify(feed_list, data, items)
+    # The edit must load as the daemon loads it, secrets and all; but whoever edits the
+    # feed lists need not hold the daemon's secrets (a LoadCredential= file, say): an
+    # unresolved secret the settings had before the edit is not the edit's fault.
+    before = Counter(e.message for e in _secret_errors(settings_path, env))
     write_atomic(feed_list.path, data, expect=feed_list.raw)
     try:
-        settings = load_settings(settings_path, env)
+        try:
+            settings = load_settings(settings_path, env)
+        except ConfigErrors as exc:
+            new = []
+            for error in exc.errors:
+                if before[error.message] > 0:
+                    before[error.message] -= 1  # there before the edit
+                else:
+                    new.append(error)
+            if new:
+                raise ConfigErrors(new) from exc
+            settings = load_settings(settings_path, env, secrets=False)
         problem = check(settings)
         if problem:
             raise ConfigErrors([ConfigError(problem, feed_list.label)])
@@ -657,6 +675,16 @@ def _commit(
         write_atomic(feed_list.path, feed_list.raw)
         raise
     return settings
+
+
+def _secret_errors(settings_path: Path, env: Mapping[str, str]) -> list[ConfigError]:
+    """The errors of loading the settings as the daemon does (none, usually; else the
+    secrets this environment lacks)."""
+    try:
+        load_settings(settings_path, env)
+    except ConfigErrors as exc:
+        return list(exc.errors)
+    return []
 
 
 def valid_url(url: str) -> bool:

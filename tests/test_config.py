@@ -155,6 +155,17 @@ def test_a_channel_apprise_cannot_use_is_reported_at_its_line(tmp_path: Path) ->
     assert str(error).startswith(f"{path}:4:3: channel 'pager': apprise does not understand")
 
 
+def test_a_memory_limit_that_is_not_a_size_is_an_error_not_no_cap(tmp_path: Path) -> None:
+    for value in ("512M", "lots", "1TB"):
+        errors = "\n".join(errors_of(write(tmp_path, f"parse:\n  memory_limit: {value}\n")))
+        assert "config.yaml:2:3: `memory_limit` must be a size such as 512MiB" in errors
+    assert (
+        load_settings(write(tmp_path, "parse:\n  memory_limit: 0\n"), {}).parse_memory_limit is None
+    )
+    sized = load_settings(write(tmp_path, "parse:\n  memory_limit: 1GiB\n"), {})
+    assert sized.parse_memory_limit == 2**30
+
+
 def test_parse_worker_priority_is_a_nice_increment(tmp_path: Path) -> None:
     assert load_settings(write(tmp_path, "parse:\n  nice: 0\n"), {}).parse_nice == 0
     assert load_settings(write(tmp_path, "database: x.db\n"), {}).parse_nice == PARSE_NICE

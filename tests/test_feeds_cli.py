@@ -321,6 +321,24 @@ def test_pause_and_resume_write_enabled_in_place(project: Path) -> None:
     assert snapshot(project) == before
 
 
+def test_editing_feeds_needs_none_of_the_daemons_secrets(project: Path) -> None:
+    """The feed lists can be edited by whoever may write them: a password the settings
+    take from ${NAME} or a systemd credential need not resolve for that."""
+    text = project.read_text()
+    assert text.count("channels: {}\n") == 1
+    project.write_text(
+        text.replace(
+            "channels: {}\n",
+            "channels:\n  mail: mailtos://u:${SMTP_PASSWORD}@smtp.example.org\n"
+            "  pager: json://127.0.0.1:9/${credential:pager-token}\n",
+        )
+    )
+    assert run("pause", "moscowtimes", config=project).exit_code == 0
+    result = run("resume", "moscowtimes", config=project)
+    assert result.exit_code == 0, result.output
+    assert "Resumed feed 'moscowtimes'" in result.stdout
+
+
 def test_pause_in_the_settings_file_keeps_env_references(project: Path) -> None:
     assert run("pause", "wire", config=project).exit_code == 0
     assert project.read_text() == SETTINGS.replace(
