@@ -292,6 +292,25 @@ _PLAIN_HOST = re.compile(r"\[[^\]/\s]*\]|[^:/?#\s@\[\]]*")
 _HOST_PORT = re.compile(r"[^:/?#\s@\[\]]*:[0-9]*")
 _REAL_HOST_PORT = re.compile(r"(?:\[[^\]/\s]*\]|[^:/?#\s@\[\]]*\.[^:/?#\s@\[\]]*):[0-9]*")
 _BLANK = re.compile(r"\s")
+_NEWLINE = re.compile(r"\n")
+
+
+class _LastAt:
+    """``last(start)``: the last "@" from ``start`` to the next match of ``boundary`` in
+    ``text`` (or its end), or -1. Asked for growing positions, it searches each region
+    once, which keeps :func:`mask_url` linear."""
+
+    def __init__(self, text: str, boundary: re.Pattern[str]) -> None:
+        self._text = text
+        self._boundary = boundary
+        self._end = self._at = -1  # the region last searched, and its last "@"
+
+    def __call__(self, start: int) -> int:
+        if start >= self._end:
+            found = self._boundary.search(self._text, start)
+            self._end = found.start() if found else len(self._text)
+            self._at = self._text.rfind("@", start, self._end)
+        return self._at if self._at >= start else -1
 
 
 def mask_url(url: str) -> str:
@@ -316,26 +335,8 @@ def mask_url(url: str) -> str:
         return url
     out: list[str] = []
     done = 0
-    run_end = run_at = -1  # the blank-delimited run last searched, and its last "@"
-    line_end = line_at = -1  # the same for the line
-
-    def last_at(start: int) -> int:
-        """The last "@" from ``start`` to the next blank, or -1."""
-        nonlocal run_end, run_at
-        if start >= run_end:
-            blank = _BLANK.search(url, start)
-            run_end = blank.start() if blank else len(url)
-            run_at = url.rfind("@", start, run_end)
-        return run_at if run_at >= start else -1
-
-    def last_on_line(start: int) -> int:
-        """The last "@" from ``start`` to the end of its line, or -1."""
-        nonlocal line_end, line_at
-        if start >= line_end:
-            newline = url.find("\n", start)
-            line_end = newline if newline != -1 else len(url)
-            line_at = url.rfind("@", start, line_end)
-        return line_at if line_at >= start else -1
+    last_at = _LastAt(url, _BLANK)  # to the next blank
+    last_on_line = _LastAt(url, _NEWLINE)  # to the end of the line
 
     for m in _AUTHORITY.finditer(url):
         start = m.end()
