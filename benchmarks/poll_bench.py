@@ -506,6 +506,19 @@ class Meter:
         self.cpu0 = _own_cpu()
         self.started = time.perf_counter()
 
+    def lap(self) -> dict[str, float]:
+        """Wall and CPU time so far (the polls of our cycle are done; what they stored is
+        not all searchable or in its story yet)."""
+        own = _own_cpu() - self.cpu0
+        kids = sum(cpu_seconds(pid) for pid in descendants(os.getpid()))
+        kids_cpu = kids - sum(self.kids0.values())
+        return {
+            "wall": time.perf_counter() - self.started,
+            "cpu": own + kids_cpu,
+            "cpu_main": own,
+            "cpu_children": kids_cpu,
+        }
+
     def stop(self, workers: set[int] | None = None) -> dict[str, Any]:
         wall = time.perf_counter() - self.started
         own = _own_cpu() - self.cpu0
@@ -551,7 +564,7 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
     from monitor.match import Matcher
     from monitor.models import FeedConfig
     from monitor.parse import ParsePool
-    from monitor.pipeline import PollContext, in_flight, poll_feed
+    from monitor.pipeline import Backlog, PollContext, in_flight, poll_feed
     from monitor.ruleset import load_rules, resolve_references
     from monitor.store import Store
 
@@ -595,6 +608,14 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
         default_channels=("terminal",),
         now=lambda: datetime.now(UTC),
         slots=in_flight(args.concurrency, args.parse_workers),
+        baseline=not args.alert_first,
+    )
+    # The daemon clusters first polls' backlogs into stories between polls (Backlog),
+    # counting its polls in flight.
+    backlog = Backlog()
+    stop = asyncio.Event()
+    clustering = asyncio.ensure_future(
+        backlog.run(lambda: ctx, lambda: matcher.policies, lambda: None, stop)
     )
     out: dict[str, Any] = {
         "config": f"per_host=total={args.concurrency}, parse workers={args.parse_workers}"
@@ -613,14 +634,21 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
             # connection, every 2 s (monitor.daemon: _index_search); the cycle ends when
             # everything stored is also searchable.
             indexing = asyncio.ensure_future(_index_until(store.path, polls_done))
-            results = await asyncio.gather(*(poll_feed(f, matcher, ctx) for f in feeds))
+            results = await asyncio.gather(
+                *(backlog.polled(poll_feed(f, matcher, ctx)) for f in feeds)
+            )
+            polled = meter.lap()
             polls_done.set()
             await indexing
+            while backlog.waiting.is_set():  # the backlog's stories, a step at a time
+                await asyncio.sleep(0.02)
             polls_done.clear()
             if profile is not None:
                 profile.disable()
             workers = {p.pid for p in pool.processes if p.pid is not None}
             measured = meter.stop(workers)
+            measured["settled"], measured["settled_cpu"] = measured["wall"], measured["cpu"]
+            measured.update(polled)
             outcomes = Counter(r.outcome for r in results)
             errors_seen = Counter(r.error for r in results if r.error)
             measured["check"] = {
@@ -639,6 +667,9 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
             out["cycles"].append(measured)
             out["cycles"][-1]["server"] = server_stats(args.base)
     finally:
+        stop.set()
+        clustering.cancel()
+        await asyncio.gather(clustering, return_exceptions=True)
         await asyncio.to_thread(pool.close)
         await fetcher.aclose()
         store.close()
@@ -803,6 +834,7 @@ def run_child(
     command += ["--feeds", str(args.feeds), "--concurrency", str(args.concurrency)]
     command += ["--parse-workers", str(args.parse_workers), "--log-level", args.log_level]
     command += ["--parse-nice", str(args.parse_nice)]
+    command += ["--alert-first"] if args.alert_first else []
     command += ["--reader-workers", str(args.reader_workers), "--rules", args.rules]
     command += ["--profile"] if profile else []
     log = workdir / f"{name.replace('+', '-')}{'-profile' if profile else ''}.stderr"
@@ -858,6 +890,9 @@ def _median_cycle(runs: list[dict[str, Any]], index: int) -> dict[str, Any]:
     out = dict(cycles[-1])
     for key in ("wall", "cpu", "cpu_main", "cpu_children", "server_cpu", "other_cpu"):
         out[key] = statistics.median(c[key] for c in cycles)
+    # Ours goes on after its polls (search index, stories of backlogs); the others do not.
+    out["settled"] = statistics.median(c.get("settled", c["wall"]) for c in cycles)
+    out["settled_cpu"] = statistics.median(c.get("settled_cpu", c["cpu"]) for c in cycles)
     peaks = [c["peak_rss"] for c in cycles if c["peak_rss"] is not None]
     out["peak_rss"] = max(peaks) if peaks else None
     out["maxrss"] = max(c["maxrss"] for c in cycles)
@@ -912,7 +947,8 @@ def report(
         print(f"WARNING: the code changed during the run; now {ended_on}")
     header = (
         f"{'contender':<18} {'cycle':<9} {'wall s':>7} {'CPU s':>7} {'main':>6} "
-        f"{'kids':>6} {'srv':>5} {'other':>6} {'RSS MiB':>7} {'kids MiB':>15}  check"
+        f"{'kids':>6} {'settled':>13} "
+        f"{'srv':>5} {'other':>6} {'RSS MiB':>7} {'kids MiB':>15}  check"
     )
     print(header)
     print("-" * len(header))
@@ -929,13 +965,17 @@ def report(
             print(
                 f"{name:<18} {title:<9} {cycle['wall']:>7.2f} {cycle['cpu']:>7.2f} "
                 f"{cycle['cpu_main']:>6.2f} {cycle['cpu_children']:>6.2f} "
+                f"{cycle['settled']:>6.2f}/{cycle['settled_cpu']:>6.2f} "
                 f"{cycle['server_cpu']:>5.2f} {cycle['other_cpu']:>6.2f} "
                 f"{_mib(cycle['peak_rss']):>7} {kids:>15}  "
                 f"{_check_text(name, cycle)}"
             )
     print(
-        "CPU = main + kids (the contender's descendants: forkserver and parse workers); "
-        "srv = the feed server's CPU;\nother = CPU the rest of the machine used meanwhile "
+        "wall, CPU: until every poll is done (fetched, parsed, matched, stored); "
+        "CPU = main + kids (the contender's descendants: forkserver and parse workers);\n"
+        "settled = wall/CPU until ours has also made every stored article searchable and "
+        "put every first poll's backlog in its stories (others: their wall/CPU);\n"
+        "srv = the feed server's CPU; other = CPU the rest of the machine used meanwhile "
         "(noise: high means the times are suspect);\nRSS = the contender's peak RSS in that "
         "cycle (VmHWM reset before it); kids = peak RSS of each parse worker (w) and the "
         "forkserver (+)."
@@ -1082,6 +1122,12 @@ def main() -> None:
         type=int,
         default=PARSE_NICE,
         help="the workers' nice increment (the daemon's parse.nice; 0: none)",
+    )
+    parser.add_argument(
+        "--alert-first",
+        action="store_true",
+        help="our first poll of a feed alerts its items (baseline: false) instead of "
+        "storing them as a baseline (the daemon's default)",
     )
     parser.add_argument("--reader-workers", type=int, default=1, help="update_feeds workers")
     parser.add_argument("--reader-python", default=DEFAULT_READER_PYTHON)

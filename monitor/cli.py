@@ -883,7 +883,9 @@ def stats(config_path: Path, as_json: bool) -> None:
         f"articles   {data['articles']} ({data['articles_last_day']} in the last day; "
         f"oldest {data['oldest_article'] or '-'})"
     )
-    click.echo(f"stories    {data['stories']}")
+    waiting = data["articles_without_story"]
+    later = f" ({waiting:,} articles of first polls waiting for theirs)" if waiting else ""
+    click.echo(f"stories    {data['stories']}{later}")
     click.echo(
         f"hits       {data['hits']} ({data['hits_last_day']} in the last day, "
         f"{data['muted_hits']} muted)"

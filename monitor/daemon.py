@@ -46,7 +46,13 @@ from monitor.metrics import Metrics
 from monitor.metrics import serve as serve_metrics
 from monitor.models import Digest, FeedConfig, PendingDelivery
 from monitor.parse import ParsePool
-from monitor.pipeline import PollContext, in_flight, poll_feed, refresh_vocabulary
+from monitor.pipeline import (
+    Backlog,
+    PollContext,
+    in_flight,
+    poll_feed,
+    refresh_vocabulary,
+)
 from monitor.ruleset import load_rules, resolve_references, rule_files
 from monitor.store import Store
 from monitor.stories import Vocabulary
@@ -227,6 +233,8 @@ class Daemon:
         self._wakes: set[asyncio.Event] = set()
         #: Polls in flight, and the search index round if one is: a stop waits for them.
         self._polls: set[asyncio.Task[object]] = set()
+        #: Story clustering of first polls' backlogs, between polls.
+        self._backlog = Backlog()
         self._store: Store | None = None
         self._indexer = SearchIndexer(settings.database)
         #: Word rarity of recent articles, for story clustering; refreshed hourly.
@@ -567,6 +575,11 @@ class Daemon:
         )
         await self._prune_stories(store)  # and word rarity for clustering, before any poll
         scheduler.start()
+        clustering = asyncio.create_task(
+            self._backlog.run(
+                lambda: self._ctx, lambda: self.matcher.policies, self._wake_delivery, self._stop
+            )
+        )
         self._start_delivery_loops()
         await self._heartbeat()
         await self._gauges(store)
@@ -581,6 +594,8 @@ class Daemon:
             self._indexer.request_stop()
             await self._finish_polls()
             scheduler.shutdown(wait=False)
+            clustering.cancel()  # between two steps: each is one transaction
+            await asyncio.gather(clustering, return_exceptions=True)
             # After the polls: closing kills the workers, so no parse is cut short.
             await asyncio.to_thread(pool.close)
             # A send in flight is finished and recorded (a send cut off here would go
@@ -618,7 +633,7 @@ class Daemon:
         assert task is not None
         self._polls.add(task)
         try:
-            result = await poll_feed(feed, self.matcher, self._ctx)
+            result = await self._backlog.polled(poll_feed(feed, self.matcher, self._ctx))
             if result.hits:
                 self._wake_delivery()
             job = scheduler.get_job(f"feed:{feed.name}")

@@ -289,6 +289,9 @@ class PollResult:
     next_poll: datetime | None = None
     #: The feed must not be polled again (410 Gone): the scheduler drops it.
     stopped: bool = False
+    #: Articles stored for story clustering after the poll (a first poll's backlog:
+    #: monitor.pipeline.cluster_backlog).
+    unclustered: int = 0
     #: Bytes of the (decoded) response body, and the seconds the fetch took.
     size: int = field(default=0, compare=False)
     fetch_seconds: float = field(default=0.0, compare=False)

@@ -10,6 +10,7 @@ poll) is stored and the operator is told about failing, silent or stopped feeds,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -21,9 +22,17 @@ from typing import Protocol
 from monitor.errors import FeedError, StorageError
 from monitor.health import feed_health
 from monitor.match import Matcher
-from monitor.models import Article, FeedConfig, FetchResult, Hit, Matched, PollResult
+from monitor.models import (
+    AlertPolicy,
+    Article,
+    FeedConfig,
+    FetchResult,
+    Hit,
+    Matched,
+    PollResult,
+)
 from monitor.schedule import cache_hint, next_poll, rss_ttl
-from monitor.store import DEFAULT_QUIET, Store
+from monitor.store import CLUSTER_BATCH, DEFAULT_QUIET, Store
 from monitor.stories import Vocabulary
 from monitor.text import mask_url, unstamp
 
@@ -174,7 +183,7 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
     # The known ids are stored: only the others need looking up.
     new = store.unseen(feed.name, [a for a in articles if a.uid not in known])
     matched: list[tuple[Article, list[Hit]]] = []
-    hit_count = 0
+    hit_count = unclustered = 0
     for article in new:
         hits = found[article.uid]
         if hits is None:  # parsed without matching (ctx.parse)
@@ -211,8 +220,11 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
             vocabulary=ctx.vocabulary,
             baseline=baseline,
             storm=ctx.storm,
+            cluster_later=True,
         )
-        if ctx.vocabulary.stale(len(new)):
+        if baseline:
+            unclustered = len(new)  # alerts nothing: clustered after the poll
+        elif ctx.vocabulary.stale(len(new)):
             refresh_vocabulary(store, ctx.vocabulary)
     at = now()
     # A 304 has no body: the <ttl> is the one its last full response gave.
@@ -255,7 +267,120 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
         next_poll=upcoming,
         size=len(result.content),
         fetch_seconds=fetched,
+        unclustered=unclustered,
     )
+
+
+def cluster_backlog(
+    ctx: PollContext, policies: Mapping[str, AlertPolicy] | None, limit: int = CLUSTER_BATCH
+) -> tuple[int, list[int]]:
+    """One step of story clustering for the articles a first poll stored without a story
+    (:meth:`Store.cluster_pending`): (articles placed, deliveries created). The word
+    rarity is refreshed as polls refresh it."""
+    done, deliveries = ctx.store.cluster_pending(
+        ctx.now(),
+        limit=limit,
+        policies=policies,
+        quiet=ctx.story_quiet,
+        vocabulary=ctx.vocabulary,
+        storm=ctx.storm,
+    )
+    if done and ctx.vocabulary.stale(done):
+        refresh_vocabulary(ctx.store, ctx.vocabulary)
+    return done, deliveries
+
+
+class Backlog:
+    """Story clustering of the articles first polls store without a story (their
+    backlog alerts nothing of its own, and clustering is most of what storing costs):
+    :func:`cluster_backlog` a step at a time on the event loop, like the polls (the
+    store's connection is not shared), whenever no poll is in flight, and at least one
+    step every ``every`` seconds while polls keep coming. A start with hundreds of new
+    feeds polls them all first, and a busy daemon still catches up (a step is about
+    0.1 s). Cancelled, it stops between steps (each is one transaction): what is left
+    is clustered after the next start."""
+
+    def __init__(
+        self,
+        every: float = 1.0,
+        pause: float = 0.05,
+        idle: float = 0.0005,
+        small: int = 20,
+        batch: int = CLUSTER_BATCH,
+    ) -> None:
+        #: Seconds between steps at least, and between looks while polls are in flight;
+        #: a loop that ran something else for longer than ``idle`` seconds when it was
+        #: yielded to is busy; articles of a step taken between polls, and of any other.
+        self.every, self.pause, self.idle = every, pause, idle
+        self.small, self.batch = small, batch
+        #: Feed polls in flight (see polled); set when articles may be waiting (at first,
+        #: for what an earlier run left, and by a poll that left some).
+        self.polling = 0
+        self.waiting = asyncio.Event()
+        self.waiting.set()
+
+    async def polled(self, poll: Awaitable[PollResult]) -> PollResult:
+        """Await a poll (:func:`poll_feed`), counted as in flight meanwhile, and have
+        what it left without a story clustered."""
+        self.polling += 1
+        try:
+            result = await poll
+        finally:
+            self.polling -= 1
+        if result.unclustered:
+            self.waiting.set()
+        return result
+
+    async def run(
+        self,
+        context: Callable[[], PollContext | None],
+        policies: Callable[[], Mapping[str, AlertPolicy] | None],
+        delivered: Callable[[], None],
+        stop: asyncio.Event,
+    ) -> None:
+        """Until ``stop`` is set: cluster what is waiting with the current ``context``
+        and rules' ``policies``; ``delivered()`` when a step made deliveries."""
+        while not stop.is_set():
+            await self.waiting.wait()
+            began, placed, last = time.monotonic(), 0, -self.every
+            while not stop.is_set():
+                ctx = context()
+                if ctx is None:  # not polling yet
+                    await asyncio.sleep(self.pause)
+                    continue
+                limit = self.batch
+                if self.polling and time.monotonic() - last < self.every:
+                    # Polls first: a small step only if nothing else was ready to run.
+                    mark = time.monotonic()
+                    await asyncio.sleep(0)
+                    if time.monotonic() - mark > self.idle:
+                        await asyncio.sleep(self.pause)
+                        continue
+                    limit = self.small
+                try:
+                    done, deliveries = cluster_backlog(ctx, policies(), limit)
+                except Exception as exc:  # the database's trouble, or a bug: not fatal
+                    if isinstance(exc, StorageError):
+                        log.warning("stories_cluster_failed error=%s (retried in a minute)", exc)
+                    else:
+                        log.exception("stories_cluster_bug (retried in a minute)")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 60)
+                    continue
+                last = time.monotonic()
+                placed += done
+                if deliveries:
+                    delivered()
+                if done < limit:
+                    self.waiting.clear()  # no await since the step: nothing missed
+                    break
+                await asyncio.sleep(0)
+            if placed:
+                log.info(
+                    "stories_clustered articles=%d seconds=%.1f (first polls' backlogs)",
+                    placed,
+                    time.monotonic() - began,
+                )
 
 
 def refresh_vocabulary(store: Store, vocabulary: Vocabulary) -> None:

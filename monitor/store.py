@@ -35,6 +35,7 @@ from monitor.stories import (
     Sketch,
     Vocabulary,
     best_story,
+    fingerprint,
     keys_of,
     outlet,
     pack,
@@ -43,6 +44,7 @@ from monitor.stories import (
     unpack,
 )
 from monitor.text import mask_url, stamp, unstamp
+from monitor.text import words as split_words
 
 #: Word weights when the caller has no estimate: every word weighs 1.
 _NO_VOCABULARY = Vocabulary()
@@ -61,6 +63,9 @@ PRUNE_STORY_BATCH = 2000
 
 #: Articles of one story compared with a new one, at most (the newest).
 PER_STORY = 3
+#: Articles of a baseline backlog put into their stories per transaction
+#: (Store.cluster_pending; about 0.8 ms each on a database of 50,000 articles).
+CLUSTER_BATCH = 100
 #: What "the same" is for a rule's realert window (AlertPolicy.realert_key).
 _REALERT_VALUES = {
     "rule": "h.rule",
@@ -513,6 +518,19 @@ def _feed_ttl(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="0013_story_pending")
+def _story_pending(db: sqlite_utils.Database) -> None:
+    # Articles stored without a story yet (a baseline poll's backlog, clustered after the
+    # poll: Store.cluster_pending), with the word hashes their sketch is made of.
+    db.execute(
+        """CREATE TABLE story_pending (
+            article_id INTEGER PRIMARY KEY REFERENCES articles (id) ON DELETE CASCADE,
+            words BLOB NOT NULL,
+            numbers BLOB NOT NULL
+        )"""
+    )
+
+
 @contextlib.contextmanager
 def _busy(path: Path) -> Iterator[None]:
     """sqlite3's "database is locked" as StorageBusy, so callers can try again."""
@@ -815,6 +833,7 @@ class Store:
         vocabulary: Vocabulary | None = None,
         baseline: bool = False,
         storm: int = 0,
+        cluster_later: bool = False,
     ) -> list[int]:
         """Store articles, their hits and pending deliveries in one transaction; return
         the ids of the deliveries created.
@@ -826,14 +845,21 @@ class Store:
         held; None: the default policy for every rule): story, realert window.
         ``baseline``: the feed's first poll, whose backlog is stored without alerts.
         ``storm``: more than this many alerts for one channel become one summary (0: no
-        cap)."""
+        cap). ``cluster_later`` (with ``baseline``): the articles are stored without a
+        story, for :meth:`cluster_pending` to place (a backlog alerts nothing of its own,
+        and clustering is most of the cost of storing it)."""
         seen = stamp(now)
         cutoff = stamp(now - quiet)
         delivery_ids: list[int] = []
+        later = cluster_later and baseline
         try:
             with self._atomic():
                 for article, hits in matched:
-                    stored = self._join_story(article, seen, cutoff, vocabulary)
+                    stored = (
+                        self._pend_story(article, seen)
+                        if later
+                        else self._join_story(article, seen, cutoff, vocabulary)
+                    )
                     if stored is None:
                         continue  # stored by an earlier poll: never matched or alerted twice
                     article_id, story_id, grew, started = stored
@@ -858,7 +884,7 @@ class Store:
                         )
                         if cursor.rowcount and cursor.lastrowid:
                             new_hits.setdefault(hit.rule, []).append(cursor.lastrowid)
-                    if new_hits or grew:
+                    if (new_hits or grew) and not later:
                         delivery_ids += self._story_alerts(
                             story_id, new_hits, grew, policies, now, baseline, started
                         )
@@ -869,7 +895,7 @@ class Store:
         return delivery_ids
 
     def _insert_article(
-        self, article: Article, seen: str, story_id: int, source: str
+        self, article: Article, seen: str, story_id: int | None, source: str
     ) -> int | None:
         cursor = self.db.execute(
             """INSERT INTO articles (feed, uid, title, link, summary, content, author,
@@ -895,21 +921,19 @@ class Store:
         return cursor.lastrowid if cursor.rowcount else None
 
     def _story_of(
-        self, article: Article, cutoff: str, vocabulary: Vocabulary | None
-    ) -> tuple[Sketch, int | None, dict[int, bytes] | None]:
-        """The article's sketch, the open story it belongs to (None: a new one), and the
+        self, new: Sketch, cutoff: str, vocabulary: Vocabulary | None
+    ) -> tuple[int | None, dict[int, bytes] | None]:
+        """The open story an article of this sketch belongs to (None: a new one), and the
         postings of its keys if they were read (for :meth:`_index_keys`)."""
-        text = "\n".join(p for p in (article.summary, article.content) if p)
-        new = sketch(article.title, text, vocabulary, prints=article.fingerprint)
         if not new.keys or len(new.words) < MIN_WORDS:
-            return new, None, None  # nothing to look it up by: a story of its own
+            return None, None  # nothing to look it up by: a story of its own
         # Stored articles sharing enough index keys with it (shared_keys_needed), ranked
         # by how many they share. Only the newest entries of each key are kept: a key
         # that thousands of articles have (a common word) costs no more than a rare one,
         # and cannot crowd out the one old article that shares ten keys.
         found, postings = self._candidates(new.keys, shared_keys_needed(new))
         if not found:
-            return new, None, postings
+            return None, postings
         # An article sharing a third as many keys as the closest one is not closer.
         floor = found[0][0] // 3
         ranked = [article for count, article in found if count >= floor]
@@ -933,7 +957,7 @@ class Store:
                 per_story[story] += 1
                 if per_story[story] <= PER_STORY:
                     candidates.append((story, Packed(unpack(words), unpack(numbers))))
-        return new, best_story(new, candidates, vocabulary or _NO_VOCABULARY), postings
+        return best_story(new, candidates, vocabulary or _NO_VOCABULARY), postings
 
     def _candidates(
         self, keys: Collection[int], needed: int
@@ -1003,36 +1027,59 @@ class Store:
         """Store an article in its story (an open one it is a copy of, or a new one):
         (article id, story id, whether the story gained a source, whether the article
         started it); None if the article was stored already."""
-        new, story_id, postings = self._story_of(article, cutoff, vocabulary)
+        text = "\n".join(p for p in (article.summary, article.content) if p)
+        new = sketch(article.title, text, vocabulary, prints=article.fingerprint)
+        story_id, postings = self._story_of(new, cutoff, vocabulary)
         source = outlet(article.link, article.feed)
         created = story_id is None
-        grew = False
         if story_id is None:
-            cursor = self.db.execute(
-                """INSERT INTO stories (title, first_seen, last_seen, articles, sources)
-                   VALUES (?, ?, ?, 1, 1)""",
-                [article.title, seen, seen],
-            )
-            story_id = int(cursor.lastrowid or 0)
-        else:
-            grew = (
-                self.db.execute(
-                    "SELECT 1 FROM articles WHERE story_id = ? AND source = ? LIMIT 1",
-                    [story_id, source],
-                ).fetchone()
-                is None
-            )
+            story_id = self._new_story(article.title, seen)
+        grew = not created and self._new_source(story_id, source)
         article_id = self._insert_article(article, seen, story_id, source)
         if article_id is None:  # stored by an earlier poll: nothing changes
             if created:
                 self.db.execute("DELETE FROM stories WHERE id = ?", [story_id])
             return None
         if not created:
+            self._grow_story(story_id, seen, grew)
+        self._index_sketch(article_id, story_id, new, postings)
+        return article_id, story_id, grew, created
+
+    def _new_story(self, title: str, seen: str) -> int:
+        cursor = self.db.execute(
+            """INSERT INTO stories (title, first_seen, last_seen, articles, sources)
+               VALUES (?, ?, ?, 1, 1)""",
+            [title, seen, seen],
+        )
+        return int(cursor.lastrowid or 0)
+
+    def _new_source(self, story_id: int, source: str) -> bool:
+        """Whether no article of the story is from ``source`` yet."""
+        return (
             self.db.execute(
-                """UPDATE stories SET last_seen = ?, articles = articles + 1,
-                   sources = sources + ? WHERE id = ?""",
-                [seen, int(grew), story_id],
-            )
+                "SELECT 1 FROM articles WHERE story_id = ? AND source = ? LIMIT 1",
+                [story_id, source],
+            ).fetchone()
+            is None
+        )
+
+    def _grow_story(self, story_id: int, seen: str, grew: bool) -> None:
+        """One more article in the story (seen at ``seen``, earlier than its last one if
+        it waited for its story; ``grew``: from a new source)."""
+        self.db.execute(
+            """UPDATE stories SET first_seen = min(first_seen, ?), last_seen = max(last_seen, ?),
+               articles = articles + 1, sources = sources + ? WHERE id = ?""",
+            [seen, seen, int(grew), story_id],
+        )
+
+    def _index_sketch(
+        self,
+        article_id: int,
+        story_id: int,
+        new: Sketch,
+        postings: Mapping[int, bytes] | None,
+    ) -> None:
+        """Keep the article's sketch, and index it under its keys, for later articles."""
         if new.keys:
             self.db.execute(
                 "INSERT INTO story_sketches (article_id, story_id, words, numbers) "
@@ -1040,7 +1087,85 @@ class Store:
                 [article_id, story_id, pack(new.words), pack(new.numbers)],
             )
             self._index_keys(article_id, new.keys, postings)
-        return article_id, story_id, grew, created
+
+    def _pend_story(self, article: Article, seen: str) -> tuple[int, int, bool, bool] | None:
+        """Store an article with no story yet, for :meth:`cluster_pending`: (article id,
+        0, False, False); None if it was stored already."""
+        article_id = self._insert_article(article, seen, None, "")
+        if article_id is None:
+            return None
+        prints = article.fingerprint
+        if prints is None:  # parsed in this process (tests): made as the workers make it
+            text = "\n".join(p for p in (article.title, article.summary, article.content) if p)
+            prints = fingerprint(split_words(text))
+        self.db.execute(
+            "INSERT INTO story_pending (article_id, words, numbers) VALUES (?, ?, ?)",
+            [article_id, pack(prints[0]), pack(prints[1])],
+        )
+        return article_id, 0, False, False
+
+    def cluster_pending(
+        self,
+        now: datetime,
+        *,
+        limit: int = CLUSTER_BATCH,
+        policies: Mapping[str, AlertPolicy] | None = None,
+        quiet: timedelta = DEFAULT_QUIET,
+        vocabulary: Vocabulary | None = None,
+        storm: int = 0,
+    ) -> tuple[int, list[int]]:
+        """Put up to ``limit`` of the articles stored without a story (``save`` with
+        ``cluster_later``) into their stories, oldest first, in one transaction. Each is
+        compared with the stories open when it was seen, as ``save`` would have done
+        then, and counts as a baseline article: its own hits stay muted, but hits held
+        on a story it brings a new source to may now be alerted (``policies``,
+        ``storm``: as for ``save``; the deliveries are made at ``now``). Returns (the
+        articles placed, the ids of the deliveries created)."""
+        delivery_ids: list[int] = []
+        try:
+            with self._atomic():
+                rows = self.db.execute(
+                    """SELECT p.article_id, p.words, p.numbers, a.feed, a.title, a.link,
+                              a.seen_at
+                       FROM story_pending p JOIN articles a ON a.id = p.article_id
+                       ORDER BY p.article_id LIMIT ?""",
+                    [limit],
+                ).fetchall()
+                for article_id, words, numbers, feed, title, link, seen in rows:
+                    found = frozenset(unpack(words))
+                    new = Sketch(found, frozenset(unpack(numbers)), keys_of(found, vocabulary))
+                    when = unstamp(seen)
+                    cutoff = stamp(when - quiet) if when else seen
+                    story_id, postings = self._story_of(new, cutoff, vocabulary)
+                    source = outlet(link, feed)
+                    started = story_id is None
+                    if story_id is None:
+                        story_id = self._new_story(title, seen)
+                    grew = not started and self._new_source(story_id, source)
+                    if not started:
+                        self._grow_story(story_id, seen, grew)
+                    self.db.execute(
+                        "UPDATE articles SET story_id = ?, source = ? WHERE id = ?",
+                        [story_id, source, article_id],
+                    )
+                    self._index_sketch(article_id, story_id, new, postings)
+                    if grew:
+                        delivery_ids += self._story_alerts(
+                            story_id, {}, grew, policies, now, True, started
+                        )
+                if rows:
+                    self.db.execute(
+                        "DELETE FROM story_pending WHERE article_id <= ?", [rows[-1][0]]
+                    )
+                if storm and len(delivery_ids) > storm:
+                    delivery_ids = self._storm(delivery_ids, storm, stamp(now))
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot cluster stored articles: {exc}") from exc
+        return len(rows), delivery_ids
+
+    def pending_stories(self) -> int:
+        """Articles stored without a story yet (see :meth:`cluster_pending`)."""
+        return one_value(self.db, "SELECT count(*) FROM story_pending")
 
     def _index_keys(
         self, article_id: int, keys: Sequence[int], postings: Mapping[int, bytes] | None = None
@@ -1607,6 +1732,7 @@ class Store:
             ),
             "oldest_article": self.db.execute("SELECT min(seen_at) FROM articles").fetchone()[0],
             "stories": one_value(self.db, "SELECT count(*) FROM stories"),
+            "articles_without_story": self.pending_stories(),
             "hits": one_value(self.db, "SELECT count(*) FROM hits"),
             "hits_last_day": one_value(
                 self.db, "SELECT count(*) FROM hits WHERE created_at >= ?", day

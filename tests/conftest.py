@@ -402,6 +402,29 @@ def write_project(
     return Project(root, config, root / database, rules_dir)
 
 
+def wire_project(
+    make_project: Callable[..., Project],
+    feed_dir: Path,
+    feed_server: Any,
+    webhook: Webhook,
+    items: Sequence[Item],
+    rules: str,
+    **extra: Any,
+) -> Project:
+    """A project polling one feed, ``wire.xml`` of ``items`` on the FeedServer, every
+    second, alerting ``rules`` to the webhook (``extra``: more write_project settings)."""
+    write_rss(feed_dir / "wire.xml", items)
+    return make_project(
+        feeds=[{"name": "wire", "url": feed_server.url("wire.xml"), "interval": "1s"}],
+        channels={"chat": webhook.url("hook")},
+        default_channels=["chat"],
+        rules=rules,
+        fetch={"timeout": "5s", "jitter": "0s", "allow_private": ["127.0.0.0/8"]},
+        delivery={"interval": "200ms"},
+        **extra,
+    )
+
+
 @pytest.fixture
 def make_project(tmp_path: Path) -> Callable[..., Project]:
     """``make_project(feeds=[...], channels={...}, ...)`` -> a Project under tmp_path."""

@@ -27,6 +27,7 @@ from conftest import (
     command,
     rss,
     wait_for,
+    wire_project,
     write_rss,
 )
 
@@ -480,3 +481,54 @@ def test_a_poll_still_hanging_when_the_grace_ends_is_abandoned_quietly(
     assert "waiting_for_polls count=1" in log
     assert "poll_abandoned feed=hang" in log
     assert "Traceback" not in log and "CancelledError" not in log, log
+
+
+def test_a_first_polls_backlog_gets_its_stories_after_the_poll_and_after_a_restart(
+    make_project: Callable[..., Project],
+    feed_dir: Path,
+    feed_server: FeedServer,
+    webhook: Webhook,
+    start_daemon: Callable[[Project], DaemonProcess],
+) -> None:
+    from datetime import UTC, datetime
+
+    from monitor.models import Article
+    from monitor.store import Store
+
+    project = wire_project(
+        make_project, feed_dir, feed_server, webhook, ITEMS, RULES, baseline=True
+    )
+    db = project.database
+    # A backlog an earlier run stored and stopped before clustering.
+    store = Store(db)
+    left = Article(
+        feed="old",
+        uid="old-1",
+        title="Ceasefire talks resume in Geneva",
+        link="https://other.example.net/geneva",
+        summary="Delegations from both sides met again in Geneva for a second round.",
+    )
+    store.save([(left, [])], datetime.now(UTC), baseline=True, cluster_later=True)
+    assert store.pending_stories() == 1
+    store.close()
+
+    daemon = start_daemon(project)
+    wait_for(lambda: feed_server.not_modified["wire.xml"] >= 1, timeout=20, message="a 304 poll")
+    wait_for(
+        lambda: (
+            query(db, "SELECT count(*) FROM articles WHERE story_id IS NULL") == [(0,)]
+            and query(db, "SELECT count(*) FROM articles") == [(4,)]
+        ),
+        message="every article in a story",
+    )
+    assert query(db, "SELECT count(*) FROM story_pending") == [(0,)]
+    assert query(db, "SELECT count(*) FROM stories") == [(4,)]
+    stats = cli(command("stats"), project.config, project.root)
+    assert stats.returncode == 0, stats.stderr
+    assert "stories    4\n" in stats.stdout
+    assert daemon.terminate() == 0, daemon.stderr()
+    assert "Traceback" not in daemon.stderr(), daemon.stderr()
+    assert "stories_clustered articles=" in daemon.stderr()
+    # The first poll was a baseline: stored and matched, nothing alerted.
+    assert query(db, "SELECT count(*) FROM hits WHERE muted IS NOT NULL") == [(2,)]
+    assert webhook.bodies == []

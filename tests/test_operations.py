@@ -259,7 +259,7 @@ def test_migrations_run_in_order_and_a_newer_database_is_refused(tmp_path: Path)
     with sqlite3.connect(path) as conn:
         names = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
         assert names == sorted(names) and names[0] == "0001_initial"
-        assert names[-1] == "0012_feed_ttl"
+        assert names[-1] == "0013_story_pending"
         conn.execute(
             "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
             "VALUES ('news-monitor', '0099_from_the_future', '2030-01-01')"

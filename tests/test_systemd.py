@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import STOP_DEADLINE, DaemonProcess, Item, Project, Webhook, write_rss
+from conftest import (
+    STOP_DEADLINE,
+    DaemonProcess,
+    Item,
+    Project,
+    Webhook,
+    wire_project,
+)
 
 from monitor import systemd
 from monitor.devserver import FeedServer
@@ -524,15 +531,7 @@ ITEMS = [
 def notified_project(
     make_project: Callable[..., Project], feed_dir: Path, feed_server: FeedServer, webhook: Webhook
 ) -> Project:
-    write_rss(feed_dir / "wire.xml", ITEMS)
-    return make_project(
-        feeds=[{"name": "wire", "url": feed_server.url("wire.xml"), "interval": "1s"}],
-        channels={"chat": webhook.url("hook")},
-        default_channels=["chat"],
-        rules=RULES,
-        fetch={"timeout": "5s", "jitter": "0s", "allow_private": ["127.0.0.0/8"]},
-        delivery={"interval": "200ms"},
-    )
+    return wire_project(make_project, feed_dir, feed_server, webhook, ITEMS, RULES)
 
 
 @pytest.fixture
