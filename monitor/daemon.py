@@ -634,7 +634,7 @@ class Daemon:
         self._polls.add(task)
         try:
             result = await self._backlog.polled(poll_feed(feed, self.matcher, self._ctx))
-            if result.hits:
+            if result.hits or result.released:
                 self._wake_delivery()
             job = scheduler.get_job(f"feed:{feed.name}")
             if job is not None and result.stopped:

@@ -292,6 +292,9 @@ class PollResult:
     #: Articles stored for story clustering after the poll (a first poll's backlog:
     #: monitor.pipeline.cluster_backlog).
     unclustered: int = 0
+    #: Alerts made by clustering first polls' backlogs before this poll's articles were
+    #: stored (held hits their copies corroborated).
+    released: int = 0
     #: Bytes of the (decoded) response body, and the seconds the fetch took.
     size: int = field(default=0, compare=False)
     fetch_seconds: float = field(default=0.0, compare=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -183,7 +184,7 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
     # The known ids are stored: only the others need looking up.
     new = store.unseen(feed.name, [a for a in articles if a.uid not in known])
     matched: list[tuple[Article, list[Hit]]] = []
-    hit_count = unclustered = 0
+    hit_count = unclustered = released = 0
     for article in new:
         hits = found[article.uid]
         if hits is None:  # parsed without matching (ctx.parse)
@@ -212,6 +213,11 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
             log.info(
                 "baseline feed=%s hits=%d (first poll: stored, not alerted)", feed.name, hit_count
             )
+        if not baseline:
+            # Stories form in the order articles arrive: what first polls left waiting
+            # is clustered before these, which may alert (a copy waiting there would
+            # otherwise be missed: a second alert for one story, or a held one).
+            released = await drain_backlog(ctx, matcher.policies)
         store.save(
             matched,
             now(),
@@ -268,7 +274,20 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
         size=len(result.content),
         fetch_seconds=fetched,
         unclustered=unclustered,
+        released=released,
     )
+
+
+async def drain_backlog(ctx: PollContext, policies: Mapping[str, AlertPolicy] | None) -> int:
+    """Cluster everything first polls left waiting (:func:`cluster_backlog`), the event
+    loop going on between steps; the deliveries made (alerts held for more sources)."""
+    made = 0
+    while True:
+        done, deliveries = cluster_backlog(ctx, policies)
+        made += len(deliveries)
+        if done < CLUSTER_BATCH:
+            return made  # nothing waits now: no await until the caller stores
+        await asyncio.sleep(0)
 
 
 def cluster_backlog(
@@ -294,11 +313,13 @@ class Backlog:
     """Story clustering of the articles first polls store without a story (their
     backlog alerts nothing of its own, and clustering is most of what storing costs):
     :func:`cluster_backlog` a step at a time on the event loop, like the polls (the
-    store's connection is not shared), whenever no poll is in flight, and at least one
-    step every ``every`` seconds while polls keep coming. A start with hundreds of new
-    feeds polls them all first, and a busy daemon still catches up (a step is about
-    0.1 s). Cancelled, it stops between steps (each is one transaction): what is left
-    is clustered after the next start."""
+    store's connection is not shared): back to back when no poll is in flight, a small
+    step when nothing else was ready to run, and at least one step every ``every``
+    seconds while polls keep coming. A start with hundreds of new feeds polls them all
+    first, and a busy daemon still catches up (a step is about 0.1 s). A poll that
+    stores articles which may alert clusters what waits first (:func:`drain_backlog`).
+    Cancelled, it stops between steps (each is one transaction): what is left is
+    clustered after the next start."""
 
     def __init__(
         self,
@@ -318,6 +339,8 @@ class Backlog:
         self.polling = 0
         self.waiting = asyncio.Event()
         self.waiting.set()
+        #: When the last step ended (the pace holds across wake-ups).
+        self.last = -math.inf
 
     async def polled(self, poll: Awaitable[PollResult]) -> PollResult:
         """Await a poll (:func:`poll_feed`), counted as in flight meanwhile, and have
@@ -325,6 +348,9 @@ class Backlog:
         self.polling += 1
         try:
             result = await poll
+        except BaseException:
+            self.waiting.set()  # it may have stored a backlog before it failed
+            raise
         finally:
             self.polling -= 1
         if result.unclustered:
@@ -342,14 +368,14 @@ class Backlog:
         and rules' ``policies``; ``delivered()`` when a step made deliveries."""
         while not stop.is_set():
             await self.waiting.wait()
-            began, placed, last = time.monotonic(), 0, -self.every
+            began, placed = time.monotonic(), 0
             while not stop.is_set():
                 ctx = context()
                 if ctx is None:  # not polling yet
                     await asyncio.sleep(self.pause)
                     continue
                 limit = self.batch
-                if self.polling and time.monotonic() - last < self.every:
+                if self.polling and time.monotonic() - self.last < self.every:
                     # Polls first: a small step only if nothing else was ready to run.
                     mark = time.monotonic()
                     await asyncio.sleep(0)
@@ -367,7 +393,7 @@ class Backlog:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), 60)
                     continue
-                last = time.monotonic()
+                self.last = time.monotonic()
                 placed += done
                 if deliveries:
                     delivered()

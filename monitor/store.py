@@ -1122,6 +1122,8 @@ class Store:
         ``storm``: as for ``save``; the deliveries are made at ``now``). Returns (the
         articles placed, the ids of the deliveries created)."""
         delivery_ids: list[int] = []
+        if self.db.execute("SELECT 1 FROM story_pending LIMIT 1").fetchone() is None:
+            return 0, []  # the usual case: no transaction needed
         try:
             with self._atomic():
                 rows = self.db.execute(
@@ -1165,7 +1167,10 @@ class Store:
 
     def pending_stories(self) -> int:
         """Articles stored without a story yet (see :meth:`cluster_pending`)."""
-        return one_value(self.db, "SELECT count(*) FROM story_pending")
+        return one_value(
+            self.db,
+            "SELECT count(*) FROM story_pending p JOIN articles a ON a.id = p.article_id",
+        )
 
     def _index_keys(
         self, article_id: int, keys: Sequence[int], postings: Mapping[int, bytes] | None = None

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -215,14 +216,18 @@ def test_backlog_gives_way_to_polls_but_keeps_going(store: Store, clock: Clock) 
     store.save([(article(k), []) for k in LABELLED], clock(), baseline=True, cluster_later=True)
     ctx = backlog_context(store, clock)
     steps: list[int] = []
+    paced: list[float] = []  # when each step began while the poll was in flight
 
     def counted() -> Any:
         steps.append(store.pending_stories())
+        if backlog.polling:
+            paced.append(time.monotonic())
         return None
 
+    # Never idle (a negative lag): the pace alone, 10 articles a step.
+    backlog = Backlog(every=0.05, idle=-1.0, batch=10)
+
     async def main() -> None:
-        # Never idle (a negative lag): the pace alone, 10 articles a step.
-        backlog = Backlog(every=0.05, idle=-1.0, batch=10)
         stop = asyncio.Event()
         release = asyncio.Event()
 
@@ -246,6 +251,68 @@ def test_backlog_gives_way_to_polls_but_keeps_going(store: Store, clock: Clock) 
 
     asyncio.run(main())
     assert steps[0] == len(LABELLED) and steps[1] == len(LABELLED) - 10
+    assert len(paced) >= 3
+    assert all(b - a >= 0.05 for a, b in pairwise(paced)), paced
+
+
+def test_a_backlog_article_is_compared_with_the_stories_open_when_it_was_seen(
+    store: Store, clock: Clock
+) -> None:
+    store.save([(article("a01"), [hit()])], clock(), vocabulary=VOCABULARY)
+    clock.advance(hours=1)
+    store.save([(article("a02"), [])], clock(), baseline=True, cluster_later=True)
+    # Clustered three days later, when a01's story has long been quiet (two days): a02
+    # was seen while it was open, and joins it.
+    clock.advance(days=3)
+    assert drain(store, clock) == (1, [])
+    assert partition(store) == {frozenset({"a01", "a02"})}
+
+
+def test_a_stop_between_steps_leaves_the_rest_for_the_next_run(store: Store, clock: Clock) -> None:
+    store.save([(article(k), []) for k in LABELLED], clock(), baseline=True, cluster_later=True)
+    ctx = backlog_context(store, clock)
+
+    async def first_run() -> None:
+        backlog = Backlog(every=60.0, idle=-1.0, batch=10)  # one step, then a long wait
+        stop = asyncio.Event()
+        release = asyncio.Event()
+        polling = asyncio.create_task(backlog.polled(release.wait()))  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        task = asyncio.create_task(backlog.run(lambda: ctx, lambda: None, lambda: None, stop))
+        await wait_for(lambda: store.pending_stories() < len(LABELLED))()
+        task.cancel()  # a stop: the daemon cancels it
+        await asyncio.gather(task, return_exceptions=True)
+        release.set()
+        await asyncio.gather(polling, return_exceptions=True)
+
+    asyncio.run(first_run())
+    assert store.pending_stories() == len(LABELLED) - 10  # one whole step, nothing half
+
+    async def next_run() -> None:
+        backlog = Backlog()
+        stop = asyncio.Event()
+        task = asyncio.create_task(backlog.run(lambda: ctx, lambda: None, lambda: None, stop))
+        await wait_for(lambda: store.pending_stories() == 0)()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(next_run())
+    assert {u for g in partition(store) for u in g} == set(LABELLED)
+
+
+def test_a_poll_that_fails_after_storing_a_backlog_still_wakes_the_backlog() -> None:
+    async def main() -> None:
+        backlog = Backlog()
+        backlog.waiting.clear()
+
+        async def failing() -> PollResult:
+            raise RuntimeError("the database went away after the save")
+
+        with pytest.raises(RuntimeError):
+            await backlog.polled(failing())
+        assert backlog.waiting.is_set() and backlog.polling == 0
+
+    asyncio.run(main())
 
 
 def test_cluster_backlog_refreshes_word_rarity_as_polls_do(store: Store, clock: Clock) -> None:

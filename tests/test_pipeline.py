@@ -522,3 +522,63 @@ def test_the_same_wire_story_in_two_feeds_is_one_story_alerted_once(
         "daily.example",
     ]
     assert len(stories) == 2  # and the bakery is a story of its own
+
+
+@pytest.mark.parametrize(
+    "policy, alerts",
+    [
+        # The copy brings the story its second source: the alert says so, and the
+        # follow-up at 2 is passed over (clustered one by one, both would go out).
+        ("follow_up: [2]", [("troop-movements", 0)]),
+        # The second source the rule waits for is already there: alerted at once.
+        ("min_sources: 2", [("troop-movements", 0)]),
+    ],
+)
+def test_a_backlog_copy_is_clustered_before_an_established_feeds_article(
+    policy: str,
+    alerts: list[tuple[str, int]],
+    tmp_path: Path,
+    feed_dir: Path,
+    feed_server: FeedServer,
+    store: Store,
+    clock: Clock,
+) -> None:
+    rules_dir = tmp_path / "policy-rules"
+    rules_dir.mkdir()
+    (rules_dir / "main.yaml").write_text(
+        f"rules:\n  - name: troop-movements\n    any: [troops, soldiers]\n    {policy}\n",
+        encoding="utf-8",
+    )
+    ruleset = load_rules(rules_dir)
+    assert ruleset.errors == ()
+    poll = Poller(store, Matcher(ruleset.rules), clock)
+    poll.settings = {"baseline": True}
+    feeds = {}
+    for name in ("old", "new"):
+        feeds[name] = FeedConfig(name, feed_server.url(f"{name}.xml"), interval=60)
+    # An established feed (its first poll is behind it).
+    write_rss(feed_dir / "old.xml", [BAKERY])
+    poll(feeds["old"])
+    # A new feed's first poll carries the troops story: its backlog waits for stories.
+    write_rss(feed_dir / "new.xml", [TROOPS])
+    assert poll(feeds["new"]).unclustered == 1
+    assert store.pending_stories() >= 1
+    # The established feed then carries the story too, from another outlet.
+    clock.advance(300)
+    copy = replace(TROOPS, link="https://other.example.net/troops", guid="old-troops")
+    write_rss(feed_dir / "old.xml", [copy, BAKERY])
+    result = poll(feeds["old"])
+    assert result.hits == 1
+    sent = """SELECT h.rule, d.step FROM deliveries d JOIN hits h ON h.id = d.hit_id
+              ORDER BY d.id"""
+    assert store.db.execute(sent).fetchall() == alerts  # with this poll, not later
+    # What is left waiting (nothing) is clustered as the daemon would, after the poll.
+    while store.cluster_pending(clock(), policies=poll.matcher.policies)[0]:
+        pass
+    assert store.db.execute(sent).fetchall() == alerts
+    # Both copies in one story, of two sources.
+    assert store.db.execute(
+        """SELECT DISTINCT s.articles, s.sources FROM articles a
+           JOIN stories s ON s.id = a.story_id WHERE a.title = ?""",
+        [TROOPS.title],
+    ).fetchall() == [(2, 2)]
