@@ -279,19 +279,36 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
 
 
 async def drain_backlog(ctx: PollContext, policies: Mapping[str, AlertPolicy] | None) -> int:
-    """Cluster everything first polls left waiting (:func:`cluster_backlog`), the event
-    loop going on between steps; the deliveries made (alerts held for more sources)."""
+    """Cluster what first polls left waiting until now (:func:`cluster_backlog`; what
+    they store meanwhile came in with the caller's articles, and waits), the event loop
+    going on between steps; the deliveries made (alerts held for more sources). A
+    failure is logged and the caller goes on: its articles must be stored anyway."""
     made = 0
-    while True:
-        done, deliveries = cluster_backlog(ctx, policies)
-        made += len(deliveries)
-        if done < CLUSTER_BATCH:
-            return made  # nothing waits now: no await until the caller stores
-        await asyncio.sleep(0)
+    try:
+        upto = ctx.store.last_pending()
+        while upto:
+            done, deliveries = cluster_backlog(ctx, policies, upto=upto)
+            made += len(deliveries)
+            if done < CLUSTER_BATCH:
+                break
+            await asyncio.sleep(0)
+    except Exception as exc:  # the database's trouble, or a bug
+        _cluster_failed(exc, "(the poll goes on; retried by the next)")
+    return made
+
+
+def _cluster_failed(exc: Exception, then: str) -> None:
+    if isinstance(exc, StorageError):
+        log.warning("stories_cluster_failed error=%s %s", exc, then)
+    else:
+        log.exception("stories_cluster_bug %s", then)
 
 
 def cluster_backlog(
-    ctx: PollContext, policies: Mapping[str, AlertPolicy] | None, limit: int = CLUSTER_BATCH
+    ctx: PollContext,
+    policies: Mapping[str, AlertPolicy] | None,
+    limit: int = CLUSTER_BATCH,
+    upto: int | None = None,
 ) -> tuple[int, list[int]]:
     """One step of story clustering for the articles a first poll stored without a story
     (:meth:`Store.cluster_pending`): (articles placed, deliveries created). The word
@@ -299,6 +316,7 @@ def cluster_backlog(
     done, deliveries = ctx.store.cluster_pending(
         ctx.now(),
         limit=limit,
+        upto=upto,
         policies=policies,
         quiet=ctx.story_quiet,
         vocabulary=ctx.vocabulary,
@@ -386,10 +404,7 @@ class Backlog:
                 try:
                     done, deliveries = cluster_backlog(ctx, policies(), limit)
                 except Exception as exc:  # the database's trouble, or a bug: not fatal
-                    if isinstance(exc, StorageError):
-                        log.warning("stories_cluster_failed error=%s (retried in a minute)", exc)
-                    else:
-                        log.exception("stories_cluster_bug (retried in a minute)")
+                    _cluster_failed(exc, "(retried in a minute)")
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), 60)
                     continue

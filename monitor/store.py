@@ -1109,6 +1109,7 @@ class Store:
         now: datetime,
         *,
         limit: int = CLUSTER_BATCH,
+        upto: int | None = None,
         policies: Mapping[str, AlertPolicy] | None = None,
         quiet: timedelta = DEFAULT_QUIET,
         vocabulary: Vocabulary | None = None,
@@ -1120,7 +1121,8 @@ class Store:
         then, and counts as a baseline article: its own hits stay muted, but hits held
         on a story it brings a new source to may now be alerted (``policies``,
         ``storm``: as for ``save``; the deliveries are made at ``now``). Returns (the
-        articles placed, the ids of the deliveries created)."""
+        articles placed, the ids of the deliveries created). ``upto``: only articles up
+        to this id."""
         delivery_ids: list[int] = []
         if self.db.execute("SELECT 1 FROM story_pending LIMIT 1").fetchone() is None:
             return 0, []  # the usual case: no transaction needed
@@ -1130,8 +1132,8 @@ class Store:
                     """SELECT p.article_id, p.words, p.numbers, a.feed, a.title, a.link,
                               a.seen_at
                        FROM story_pending p JOIN articles a ON a.id = p.article_id
-                       ORDER BY p.article_id LIMIT ?""",
-                    [limit],
+                       WHERE p.article_id <= ? ORDER BY p.article_id LIMIT ?""",
+                    [(1 << 62) if upto is None else upto, limit],
                 ).fetchall()
                 for article_id, words, numbers, feed, title, link, seen in rows:
                     found = frozenset(unpack(words))
@@ -1164,6 +1166,10 @@ class Store:
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot cluster stored articles: {exc}") from exc
         return len(rows), delivery_ids
+
+    def last_pending(self) -> int:
+        """The newest article waiting for its story (0: none)."""
+        return one_value(self.db, "SELECT coalesce(max(article_id), 0) FROM story_pending")
 
     def pending_stories(self) -> int:
         """Articles stored without a story yet (see :meth:`cluster_pending`)."""

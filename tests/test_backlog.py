@@ -167,6 +167,12 @@ def wait_for(condition: Callable[[], bool], deadline: float = 10.0) -> Callable[
     return waiter
 
 
+async def held_poll(release: asyncio.Event) -> PollResult:
+    """A poll in flight until ``release`` is set."""
+    await release.wait()
+    return PollResult("wire", "ok")
+
+
 def test_backlog_clusters_what_a_poll_left_and_what_an_earlier_run_left(
     store: Store, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -230,12 +236,7 @@ def test_backlog_gives_way_to_polls_but_keeps_going(store: Store, clock: Clock) 
     async def main() -> None:
         stop = asyncio.Event()
         release = asyncio.Event()
-
-        async def long_poll() -> PollResult:
-            await release.wait()
-            return PollResult("wire", "ok")
-
-        polling = asyncio.create_task(backlog.polled(long_poll()))
+        polling = asyncio.create_task(backlog.polled(held_poll(release)))
         await asyncio.sleep(0)
         assert backlog.polling == 1
         task = asyncio.create_task(backlog.run(lambda: ctx, counted, lambda: None, stop))
@@ -276,7 +277,7 @@ def test_a_stop_between_steps_leaves_the_rest_for_the_next_run(store: Store, clo
         backlog = Backlog(every=60.0, idle=-1.0, batch=10)  # one step, then a long wait
         stop = asyncio.Event()
         release = asyncio.Event()
-        polling = asyncio.create_task(backlog.polled(release.wait()))  # type: ignore[arg-type]
+        polling = asyncio.create_task(backlog.polled(held_poll(release)))
         await asyncio.sleep(0)
         task = asyncio.create_task(backlog.run(lambda: ctx, lambda: None, lambda: None, stop))
         await wait_for(lambda: store.pending_stories() < len(LABELLED))()
@@ -337,3 +338,35 @@ def test_only_a_backlog_waits_for_its_stories(store: Store, clock: Clock) -> Non
     assert made == []  # the story alerted once already
     assert store.pending_stories() == 0
     assert partition(store) == {frozenset({"a01", "a02"})}
+
+
+def test_the_pace_holds_across_wake_ups(store: Store, clock: Clock) -> None:
+    keys = list(LABELLED)
+    ctx = backlog_context(store, clock)
+    began: list[float] = []
+    backlog = Backlog(every=0.2, idle=-1.0)  # never idle: the pace alone
+
+    def policies() -> None:
+        began.append(time.monotonic())
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        release = asyncio.Event()
+        polling = asyncio.create_task(backlog.polled(held_poll(release)))
+        await asyncio.sleep(0)
+        store.save([(article(k), []) for k in keys[:5]], clock(), baseline=True, cluster_later=True)
+        task = asyncio.create_task(backlog.run(lambda: ctx, policies, lambda: None, stop))
+        await wait_for(lambda: store.pending_stories() == 0)()
+        # A first poll leaves more at once: the next step still waits for its turn.
+        store.save(
+            [(article(k), []) for k in keys[5:9]], clock(), baseline=True, cluster_later=True
+        )
+        backlog.waiting.set()
+        await wait_for(lambda: store.pending_stories() == 0)()
+        release.set()
+        await polling
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+    assert len(began) == 2 and began[1] - began[0] >= 0.2, began

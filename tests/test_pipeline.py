@@ -524,6 +524,21 @@ def test_the_same_wire_story_in_two_feeds_is_one_story_alerted_once(
     assert len(stories) == 2  # and the bakery is a story of its own
 
 
+def policy_poller(tmp_path: Path, store: Store, clock: Clock, policy: str) -> Poller:
+    """A Poller with one rule, troop-movements, with this policy line; baseline on."""
+    rules_dir = tmp_path / "policy-rules"
+    rules_dir.mkdir()
+    (rules_dir / "main.yaml").write_text(
+        f"rules:\n  - name: troop-movements\n    any: [troops, soldiers]\n    {policy}\n",
+        encoding="utf-8",
+    )
+    ruleset = load_rules(rules_dir)
+    assert ruleset.errors == ()
+    poll = Poller(store, Matcher(ruleset.rules), clock)
+    poll.settings = {"baseline": True}
+    return poll
+
+
 @pytest.mark.parametrize(
     "policy, alerts",
     [
@@ -543,16 +558,7 @@ def test_a_backlog_copy_is_clustered_before_an_established_feeds_article(
     store: Store,
     clock: Clock,
 ) -> None:
-    rules_dir = tmp_path / "policy-rules"
-    rules_dir.mkdir()
-    (rules_dir / "main.yaml").write_text(
-        f"rules:\n  - name: troop-movements\n    any: [troops, soldiers]\n    {policy}\n",
-        encoding="utf-8",
-    )
-    ruleset = load_rules(rules_dir)
-    assert ruleset.errors == ()
-    poll = Poller(store, Matcher(ruleset.rules), clock)
-    poll.settings = {"baseline": True}
+    poll = policy_poller(tmp_path, store, clock, policy)
     feeds = {}
     for name in ("old", "new"):
         feeds[name] = FeedConfig(name, feed_server.url(f"{name}.xml"), interval=60)
@@ -582,3 +588,55 @@ def test_a_backlog_copy_is_clustered_before_an_established_feeds_article(
            JOIN stories s ON s.id = a.story_id WHERE a.title = ?""",
         [TROOPS.title],
     ).fetchall() == [(2, 2)]
+
+
+def test_an_established_poll_releases_the_alert_a_waiting_copy_corroborates(
+    tmp_path: Path, feed_dir: Path, feed_server: FeedServer, store: Store, clock: Clock
+) -> None:
+    poll = policy_poller(tmp_path, store, clock, "min_sources: 2")
+    feeds = {n: FeedConfig(n, feed_server.url(f"{n}.xml"), interval=60) for n in "xyn"}
+    for name in ("x", "y"):  # two established feeds
+        write_rss(feed_dir / f"{name}.xml", [BAKERY])
+        poll(feeds[name])
+    clock.advance(300)
+    write_rss(feed_dir / "x.xml", [TROOPS, BAKERY])
+    assert poll(feeds["x"]).hits == 1  # held: one source so far
+    assert deliveries(store) == []
+    # A new feed's first poll carries a copy from another outlet: it waits for its story.
+    copy = replace(TROOPS, link="https://other.example.net/troops", guid="n-troops")
+    write_rss(feed_dir / "n.xml", [copy])
+    assert poll(feeds["n"]).unclustered == 1
+    # The next poll of an established feed clusters it first: the held alert goes out
+    # with that poll (the daemon wakes its delivery loops for it), though it had no hits.
+    clock.advance(300)
+    write_rss(feed_dir / "y.xml", [EMBARGO, BAKERY])
+    result = poll(feeds["y"])
+    assert (result.hits, result.released) == (0, 1)
+    assert deliveries(store) == [("troop-movements", "chat", "pending")]
+
+
+def test_a_backlog_that_cannot_be_clustered_never_stops_an_established_poll(
+    wire: Callable[..., FeedConfig],
+    poll: Poller,
+    store: Store,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    feed = wire([BAKERY])
+    poll(feed)
+    # A waiting row that is not what Store.save writes (damaged by hand, say).
+    store.save(
+        [(Article(feed="other", uid="x", title="t", link="", summary="s"), [])],
+        clock(),
+        baseline=True,
+        cluster_later=True,
+    )
+    store.db.execute("UPDATE story_pending SET words = x'010203'")
+    store.db.conn.commit()
+    clock.advance(300)
+    wire([TROOPS, BAKERY])
+    with caplog.at_level(logging.WARNING, logger="monitor.pipeline"):
+        result = poll(feed)
+    assert (result.outcome, result.new_articles, result.hits) == ("ok", 1, 1)
+    assert "stories_cluster_bug" in caplog.text
+    assert ("troop-movements", "chat", "pending") in deliveries(store)
