@@ -506,36 +506,29 @@ class Meter:
         self.cpu0 = _own_cpu()
         self.started = time.perf_counter()
 
-    def lap(self) -> dict[str, float]:
-        """Wall and CPU time so far (the polls of our cycle are done; what they stored is
-        not all searchable or in its story yet)."""
-        own = _own_cpu() - self.cpu0
-        kids = sum(cpu_seconds(pid) for pid in descendants(os.getpid()))
-        kids_cpu = kids - sum(self.kids0.values())
-        return {
-            "wall": time.perf_counter() - self.started,
-            "cpu": own + kids_cpu,
-            "cpu_main": own,
-            "cpu_children": kids_cpu,
-        }
-
-    def stop(self, workers: set[int] | None = None) -> dict[str, Any]:
+    def lap(self, kids: dict[int, float] | None = None) -> dict[str, float]:
+        """Wall and CPU time so far (``kids``: the descendants' CPU seconds, if read
+        already). Ours calls it when the polls of its cycle are done and what they
+        stored is not all searchable or in its story yet."""
         wall = time.perf_counter() - self.started
         own = _own_cpu() - self.cpu0
-        machine = machine_busy() - self.machine0
-        kids = {pid: cpu_seconds(pid) for pid in descendants(os.getpid())}
+        if kids is None:
+            kids = {pid: cpu_seconds(pid) for pid in descendants(os.getpid())}
         # A descendant that ended moved its time into its parent's "children" counters.
         kids_cpu = sum(kids.values()) - sum(self.kids0.values())
+        return {"wall": wall, "cpu": own + kids_cpu, "cpu_main": own, "cpu_children": kids_cpu}
+
+    def stop(self, workers: set[int] | None = None) -> dict[str, Any]:
+        machine = machine_busy() - self.machine0
+        kids = {pid: cpu_seconds(pid) for pid in descendants(os.getpid())}
+        times = self.lap(kids)
         me = proc_status(os.getpid())
         server = cpu_seconds(self.server_pid) - self.server0
         result: dict[str, Any] = {
-            "wall": wall,
-            "cpu": own + kids_cpu,
-            "cpu_main": own,
-            "cpu_children": kids_cpu,
+            **times,
             "server_cpu": server,
             # Everything else the machine did meanwhile: noise (other jobs on the box).
-            "other_cpu": max(0.0, machine - own - kids_cpu - server),
+            "other_cpu": max(0.0, machine - times["cpu"] - server),
             "peak_rss": me.get("VmHWM", 0) if self.peak_reset else None,
             "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "children": [],

@@ -35,7 +35,7 @@ from monitor.stories import (
     Sketch,
     Vocabulary,
     best_story,
-    fingerprint,
+    fingerprint_of,
     keys_of,
     outlet,
     pack,
@@ -44,7 +44,12 @@ from monitor.stories import (
     unpack,
 )
 from monitor.text import mask_url, stamp, unstamp
-from monitor.text import words as split_words
+
+
+def _body(article: Article) -> str:
+    """The article's plain text besides its title (what its sketch is made of)."""
+    return "\n".join(p for p in (article.summary, article.content) if p)
+
 
 #: Word weights when the caller has no estimate: every word weighs 1.
 _NO_VOCABULARY = Vocabulary()
@@ -1027,23 +1032,51 @@ class Store:
         """Store an article in its story (an open one it is a copy of, or a new one):
         (article id, story id, whether the story gained a source, whether the article
         started it); None if the article was stored already."""
-        text = "\n".join(p for p in (article.summary, article.content) if p)
-        new = sketch(article.title, text, vocabulary, prints=article.fingerprint)
-        story_id, postings = self._story_of(new, cutoff, vocabulary)
-        source = outlet(article.link, article.feed)
-        created = story_id is None
-        if story_id is None:
-            story_id = self._new_story(article.title, seen)
-        grew = not created and self._new_source(story_id, source)
+        new = sketch(article.title, _body(article), vocabulary, prints=article.fingerprint)
+        story_id, source, created, grew, postings = self._choose_story(
+            new, article.title, article.link, article.feed, seen, cutoff, vocabulary
+        )
         article_id = self._insert_article(article, seen, story_id, source)
         if article_id is None:  # stored by an earlier poll: nothing changes
             if created:
                 self.db.execute("DELETE FROM stories WHERE id = ?", [story_id])
             return None
-        if not created:
+        self._place(article_id, story_id, seen, new, postings, grew, created)
+        return article_id, story_id, grew, created
+
+    def _choose_story(
+        self,
+        new: Sketch,
+        title: str,
+        link: str,
+        feed: str,
+        seen: str,
+        cutoff: str,
+        vocabulary: Vocabulary | None,
+    ) -> tuple[int, str, bool, bool, dict[int, bytes] | None]:
+        """The story of an article with this sketch, seen at ``seen``: the open one it
+        belongs to, or a new one made for it. (story id, the article's source, whether
+        the story is new, whether it gains a source, the postings read)."""
+        story_id, postings = self._story_of(new, cutoff, vocabulary)
+        source = outlet(link, feed)
+        if story_id is None:
+            return self._new_story(title, seen), source, True, False, postings
+        return story_id, source, False, self._new_source(story_id, source), postings
+
+    def _place(
+        self,
+        article_id: int,
+        story_id: int,
+        seen: str,
+        new: Sketch,
+        postings: Mapping[int, bytes] | None,
+        grew: bool,
+        started: bool,
+    ) -> None:
+        """The stored article counted in its story (unless it started it) and indexed."""
+        if not started:
             self._grow_story(story_id, seen, grew)
         self._index_sketch(article_id, story_id, new, postings)
-        return article_id, story_id, grew, created
 
     def _new_story(self, title: str, seen: str) -> int:
         cursor = self.db.execute(
@@ -1094,10 +1127,7 @@ class Store:
         article_id = self._insert_article(article, seen, None, "")
         if article_id is None:
             return None
-        prints = article.fingerprint
-        if prints is None:  # parsed in this process (tests): made as the workers make it
-            text = "\n".join(p for p in (article.title, article.summary, article.content) if p)
-            prints = fingerprint(split_words(text))
+        prints = fingerprint_of(article.title, _body(article), article.fingerprint)
         self.db.execute(
             "INSERT INTO story_pending (article_id, words, numbers) VALUES (?, ?, ?)",
             [article_id, pack(prints[0]), pack(prints[1])],
@@ -1140,19 +1170,14 @@ class Store:
                     new = Sketch(found, frozenset(unpack(numbers)), keys_of(found, vocabulary))
                     when = unstamp(seen)
                     cutoff = stamp(when - quiet) if when else seen
-                    story_id, postings = self._story_of(new, cutoff, vocabulary)
-                    source = outlet(link, feed)
-                    started = story_id is None
-                    if story_id is None:
-                        story_id = self._new_story(title, seen)
-                    grew = not started and self._new_source(story_id, source)
-                    if not started:
-                        self._grow_story(story_id, seen, grew)
+                    story_id, source, started, grew, postings = self._choose_story(
+                        new, title, link, feed, seen, cutoff, vocabulary
+                    )
                     self.db.execute(
                         "UPDATE articles SET story_id = ?, source = ? WHERE id = ?",
                         [story_id, source, article_id],
                     )
-                    self._index_sketch(article_id, story_id, new, postings)
+                    self._place(article_id, story_id, seen, new, postings, grew, started)
                     if grew:
                         delivery_ids += self._story_alerts(
                             story_id, {}, grew, policies, now, True, started

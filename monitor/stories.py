@@ -147,8 +147,16 @@ def sketch(
 ) -> Sketch:
     """The sketch of an article with this title and plain text (summary and body);
     ``prints``: its :func:`fingerprint`, if already known."""
-    found, numbers = prints or fingerprint(words(title + "\n" + text))
+    found, numbers = fingerprint_of(title, text, prints)
     return Sketch(found, numbers, keys_of(found, vocabulary))
+
+
+def fingerprint_of(
+    title: str, text: str, prints: tuple[frozenset[int], frozenset[int]] | None = None
+) -> tuple[frozenset[int], frozenset[int]]:
+    """The :func:`fingerprint` of an article with this title and plain text: ``prints``
+    if already known (the parse workers make it), else made as they make it."""
+    return prints or fingerprint(words(title + "\n" + text))
 
 
 def keys_of(found: Iterable[int], vocabulary: Vocabulary | None = None) -> tuple[int, ...]:
