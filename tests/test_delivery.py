@@ -16,7 +16,8 @@ from conftest import Clock, SmtpServer, Webhook
 
 from monitor.deliver import Channel, build_channels, deliver_due
 from monitor.models import Article, ChannelConfig, Hit
-from monitor.store import Store, stamp
+from monitor.store import Store
+from monitor.text import stamp
 
 TITLE = "Troops mass near the border"
 LINK = "https://news.example.org/world/troops-border?ref=rss"

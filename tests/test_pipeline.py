@@ -22,8 +22,8 @@ from monitor.models import Article, FeedConfig, FetchResult, PollResult
 from monitor.parse import parse_feed
 from monitor.pipeline import PollContext, poll_feed
 from monitor.ruleset import load_rules
-from monitor.store import Store, stamp
-from monitor.text import content_hash
+from monitor.store import Store
+from monitor.text import content_hash, stamp
 
 TROOPS = Item(
     title="Troops mass near the border",

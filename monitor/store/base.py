@@ -1,0 +1,154 @@
+"""The connection every part of the store shares: opening, pragmas, migrating,
+transactions, and turning sqlite3's errors into StorageError / StorageBusy."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from monitor.errors import StorageBusy, StorageError
+from monitor.store.migrations import migrations
+
+#: How long a story stays open to new articles after its last one (stories.quiet).
+DEFAULT_QUIET = timedelta(days=2)
+#: Alerts listed in one digest message (the rest are counted).
+DIGEST_ITEMS = 50
+#: Pages the write-ahead log may reach (about 40 MB) before a commit copies it back into
+#: the database file (SQLite's default is 1,000). A checkpoint waits for the disk twice,
+#: with the poll loop stopped; ten times fewer of them, each copying once a page changed
+#: many times, cost a third less (the 1,000-feed benchmark's commits: 9.6 s instead of
+#: 16.3). The daemon's search indexer also checkpoints after each round, on its thread.
+CHECKPOINT_PAGES = 10_000
+
+
+@contextlib.contextmanager
+def _busy(path: Path) -> Iterator[None]:
+    """sqlite3's "database is locked" as StorageBusy, so callers can try again."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise StorageBusy(f"{path}: database is locked by another process") from exc
+        raise
+
+
+def delivery_key(hit_id: int, channel: str, step: int = 0) -> str:
+    """The idempotency key of a hit's alert (``step`` 0) or follow-up on ``channel``:
+    the numbers come before the channel name, so no two keys can be alike."""
+    return f"followup-{hit_id}-{step}-{channel}" if step else f"hit-{hit_id}-{channel}"
+
+
+def _filters(*pairs: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """A WHERE clause of the conditions whose value is not None, and their arguments."""
+    used = [(clause, value) for clause, value in pairs if value is not None]
+    if not used:
+        return "", []
+    return "WHERE " + " AND ".join(c for c, _ in used), [v for _, v in used]
+
+
+def one_value(db: sqlite_utils.Database, sql: str, *args: Any) -> int:
+    return int(db.execute(sql, list(args)).fetchone()[0] or 0)
+
+
+class StoreBase:
+    """The database of one daemon. Not thread-safe: use it from one thread."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        self.readonly = readonly
+        try:
+            if readonly:
+                if not path.exists():
+                    raise StorageError(
+                        f"{path}: database does not exist yet; run `news-monitor run` first"
+                    )
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                if migrations.pending(sqlite_utils.Database(conn)):
+                    # Written by an older version and not opened by the daemon since:
+                    # bring the schema up to date once (transactional, safe while the
+                    # daemon runs), then read.
+                    conn.close()
+                    type(self)(path).close()
+                    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(path)
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self.db = sqlite_utils.Database(conn)
+            if not readonly:
+                self.db.enable_wal()
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
+                # After a burst the log file is cut back to that size.
+                (page,) = conn.execute("PRAGMA page_size").fetchone()
+                conn.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_PAGES * page}")
+                self._migrate()
+        except sqlite3.Error as exc:
+            raise StorageError(f"{path}: cannot open database: {exc}") from exc
+
+    @staticmethod
+    def upgrade_pending(path: Path) -> bool:
+        """Whether the database at ``path`` exists and opening it for writing will bring
+        its schema up to date (a migration can take a minute on a large database)."""
+        if not path.exists():
+            return False
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                return bool(migrations.pending(sqlite_utils.Database(conn)))
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return False  # opening it for writing says what is wrong
+
+    def _migrate(self) -> None:
+        known = {m.name for m in migrations._migrations}
+        unknown = [m.name for m in migrations.applied(self.db) if m.name not in known]
+        if unknown:
+            raise StorageError(
+                f"{self.path}: database was written by a newer news-monitor "
+                f"(migrations {', '.join(unknown)}); upgrade news-monitor or restore a backup"
+            )
+        migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file as far as readers allow,
+        without blocking writers (a passive checkpoint)."""
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot checkpoint the database: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """A write transaction. BEGIN IMMEDIATE takes the write lock first (waiting up to
+        the busy timeout): a transaction that reads before it writes, begun deferred,
+        fails at its first write if another connection (the search indexer, a command)
+        committed in between, and in WAL mode no timeout helps with that. Nested: a
+        savepoint, as sqlite-utils makes one."""
+        conn = self.db.conn
+        if conn.in_transaction or self.readonly:
+            with self.db.atomic():
+                yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.rollback()
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            self.db.rollback()
+            raise
