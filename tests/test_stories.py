@@ -17,7 +17,7 @@ from conftest import Clock, write_project
 
 from monitor.cli import main
 from monitor.models import AlertPolicy, Article, Hit
-from monitor.policy import story_steps
+from monitor.policy import StoryStep, story_steps
 from monitor.render import render
 from monitor.ruleset import load_rules
 from monitor.store import MAX_CANDIDATES, PER_KEY, Store, migrations
@@ -309,23 +309,24 @@ def test_the_postings_migration_keeps_the_newest_entries_of_each_key(tmp_path: P
 
 
 def test_story_steps_decide_first_alert_follow_ups_and_skipped_thresholds() -> None:
+    S = StoryStep  # (hit, step, send): a step not sent is recorded as taken
     once = AlertPolicy(follow_up=(3, 5))
-    assert story_steps(once, 1, [10], 10, set()) == [(10, 0)]
+    assert story_steps(once, 1, [10], 10, set()) == [S(10, 0, True)]
     assert story_steps(once, 2, [11], 11, {0}) == []  # a copy: stored, not alerted
-    assert story_steps(once, 3, [12], 12, {0}) == [(12, 3)]
-    assert story_steps(once, 5, [], 12, {0, 3}) == [(12, 5)]  # grew by an article not hit
+    assert story_steps(once, 3, [12], 12, {0}) == [S(12, 3, True)]
+    assert story_steps(once, 5, [], 12, {0, 3}) == [S(12, 5, True)]  # grew by an article not hit
     assert story_steps(once, 6, [13], 13, {0, 3, 5}) == []
     # Held until 4 sources; then the first hit goes out and 3 is recorded, not followed up.
     held = AlertPolicy(min_sources=4, follow_up=(3, 5))
     assert story_steps(held, 3, [10, 11], 11, set()) == []
-    assert story_steps(held, 4, [10, 11, 12], 12, set()) == [(10, 0), (12, -3)]
+    assert story_steps(held, 4, [10, 11, 12], 12, set()) == [S(10, 0, True), S(12, 3, False)]
     # Two thresholds passed at once (a restart, say): only the higher one is sent.
-    assert story_steps(once, 5, [], 12, {0}) == [(12, -3), (12, 5)]
+    assert story_steps(once, 5, [], 12, {0}) == [S(12, 3, False), S(12, 5, True)]
     # Every copy alerted; the copy that reaches a threshold is not alerted twice.
     every = AlertPolicy(once_per_story=False, follow_up=(2,))
-    assert story_steps(every, 1, [1], 1, set()) == [(1, 0)]
-    assert story_steps(every, 2, [2], 2, {0}) == [(2, 0), (2, -2)]
-    assert story_steps(every, 3, [3], 3, {0, 2}) == [(3, 0)]
+    assert story_steps(every, 1, [1], 1, set()) == [S(1, 0, True)]
+    assert story_steps(every, 2, [2], 2, {0}) == [S(2, 0, True), S(2, 2, False)]
+    assert story_steps(every, 3, [3], 3, {0, 2}) == [S(3, 0, True)]
 
 
 def test_changing_a_rules_policy_does_not_resend_old_copies(store: Store, clock: Clock) -> None:

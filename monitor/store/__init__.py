@@ -9,9 +9,10 @@ Timestamps are stored as ISO 8601 UTC text (``2026-11-24T07:21:13Z``), which sor
 
 from __future__ import annotations
 
+from monitor.policy import DIGEST_ITEMS
 from monitor.store.alerts import delivery_key
 from monitor.store.articles import BASELINE_MUTED, CLUSTER_BATCH, ArticlesMixin
-from monitor.store.base import CHECKPOINT_PAGES, DEFAULT_QUIET, DIGEST_ITEMS
+from monitor.store.base import CHECKPOINT_PAGES, DEFAULT_QUIET
 from monitor.store.feeds import FeedsMixin
 from monitor.store.maintenance import MaintenanceMixin
 from monitor.store.migrations import migrations

@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from monitor.models import AlertPolicy
-from monitor.policy import realert, story_steps
-from monitor.store.base import DIGEST_ITEMS, StoreBase
-from monitor.text import stamp, unstamp
+from monitor.policy import StoryState, realert_verdict, storm, story_decisions
+from monitor.store.base import StoreBase
+from monitor.text import stamp
 
 #: What "the same" is for a rule's realert window (AlertPolicy.realert_key).
 _REALERT_VALUES = {
@@ -28,6 +28,8 @@ def delivery_key(hit_id: int, channel: str, step: int = 0) -> str:
 
 
 class AlertsMixin(StoreBase):
+    """Reads a story's alert state, asks monitor.policy, and writes what it decided."""
+
     def _story_alerts(
         self,
         story_id: int,
@@ -38,79 +40,71 @@ class AlertsMixin(StoreBase):
         baseline: bool,
         started: bool = False,
     ) -> list[int]:
-        """Create the deliveries the story's hits now call for (monitor.policy): for the
-        rules that just hit it, the rules with hits held back on it, and, when it gained
-        a source, the rules that alerted it (follow-ups). Hits of a rule that is no
-        longer loaded stay held. Costs the same however many copies the story has.
-
-        With ``baseline`` the new hits are stored muted and do not count as the story's
-        alert: a later article of the story from a feed past its first poll is alerted.
-        Hits held on the story by other feeds still go out if it now has enough sources.
+        """Create the deliveries the story's hits now call for (monitor.policy decides);
+        return their ids. Costs the same however many copies the story has.
         ``started``: the story is the article's own, just made (one source, nothing held
         or alerted on it yet: nothing to look up)."""
-        seen = stamp(now)
-        if baseline:
-            new_hits = {}  # stored muted (Store.save)
-        held: dict[str, list[int]] = {}
-        taken: dict[str, set[int]] = {}
-        if started:
-            sources = 1
-        else:
-            sources = self.db.execute(
-                "SELECT sources FROM stories WHERE id = ?", [story_id]
-            ).fetchone()[0]
-            for hit_id, rule in self.db.execute(
-                """SELECT h.id, h.rule FROM hits h JOIN articles a ON a.id = h.article_id
-                   WHERE h.held = 1 AND a.story_id = ? ORDER BY h.id""",
-                [story_id],
-            ):
-                held.setdefault(rule, []).append(hit_id)
-            for rule, step in self.db.execute(
-                "SELECT rule, step FROM story_alerts WHERE story_id = ?", [story_id]
-            ):
-                taken.setdefault(rule, set()).add(step)
-        rules = set(new_hits) | set(held) | (set(taken) if grew else set())
+        state = self._story_state(story_id, new_hits, started, policies)
         created: list[int] = []
-        for rule in sorted(rules):
-            policy = AlertPolicy() if policies is None else policies.get(rule)
-            if policy is None:
-                if rule not in new_hits:
-                    continue  # the rule was removed or disabled: its held hits wait
-                policy = AlertPolicy()
-            fresh = new_hits.get(rule, [])
-            if sources < policy.min_sources:
-                self._set_held(fresh, True)
-                continue
-            done = taken.get(rule, set())
-            pending = held.get(rule, []) + fresh
-            due = [t for t in policy.follow_up if t <= sources and t not in done]
-            newest = self._newest_hit(story_id, rule) if due else 0
-            for hit_id, step in story_steps(policy, sources, pending, newest, done):
-                if step >= 0:  # a negative step is a threshold passed over: not alerted
-                    made = self._add_deliveries(hit_id, step, now, policy)
+        for decision in story_decisions(state, new_hits, grew, policies, baseline):
+            self._set_held(decision.hold, True)
+            for step in decision.steps:
+                if step.send:
+                    made = self._add_deliveries(step.hit, step.step, now, decision.policy)
                     if made is None:
                         continue  # muted (realert window): the story is not alerted yet
                     created += made
                 self.db.execute(
                     """INSERT INTO story_alerts (story_id, rule, step, hit_id, created_at)
                        VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
-                    [story_id, rule, abs(step), hit_id, seen],
+                    [story_id, decision.rule, step.step, step.hit, stamp(now)],
                 )
-            self._set_held(held.get(rule, []), False)  # decided: alerted or suppressed
+            self._set_held(decision.release, False)
         return created
+
+    def _story_state(
+        self,
+        story_id: int,
+        new_hits: Mapping[str, list[int]],
+        started: bool,
+        policies: Mapping[str, AlertPolicy] | None,
+    ) -> StoryState:
+        """The story's sources, held hits and steps taken, by rule; and the newest hit of
+        each rule, when a rule of the story has follow-ups."""
+        if started:  # the new hits are all it has
+            return StoryState(1, {}, {}, {rule: max(ids) for rule, ids in new_hits.items() if ids})
+        (sources,) = self.db.execute(
+            "SELECT sources FROM stories WHERE id = ?", [story_id]
+        ).fetchone()
+        held: dict[str, list[int]] = {}
+        for hit_id, rule in self.db.execute(
+            """SELECT h.id, h.rule FROM hits h JOIN articles a ON a.id = h.article_id
+               WHERE h.held = 1 AND a.story_id = ? ORDER BY h.id""",
+            [story_id],
+        ):
+            held.setdefault(rule, []).append(hit_id)
+        taken: dict[str, set[int]] = {}
+        for rule, step in self.db.execute(
+            "SELECT rule, step FROM story_alerts WHERE story_id = ?", [story_id]
+        ):
+            taken.setdefault(rule, set()).add(step)
+        rules = set(new_hits) | set(held) | set(taken)
+        follows = (policies.get(rule) for rule in rules) if policies else (AlertPolicy(),)
+        newest: dict[str, int] = {}
+        if any(policy and policy.follow_up for policy in follows):
+            newest = dict(
+                self.db.execute(
+                    """SELECT h.rule, max(h.id) FROM hits h JOIN articles a ON a.id = h.article_id
+                       WHERE a.story_id = ? GROUP BY h.rule""",
+                    [story_id],
+                ).fetchall()
+            )
+        return StoryState(sources, held, taken, newest)
 
     def _set_held(self, hit_ids: Sequence[int], value: bool) -> None:
         if hit_ids:
             marks = ",".join("?" * len(hit_ids))
             self.db.execute(f"UPDATE hits SET held = ? WHERE id IN ({marks})", [value, *hit_ids])
-
-    def _newest_hit(self, story_id: int, rule: str) -> int:
-        row = self.db.execute(
-            """SELECT max(h.id) FROM hits h JOIN articles a ON a.id = h.article_id
-               WHERE a.story_id = ? AND h.rule = ?""",
-            [story_id, rule],
-        ).fetchone()
-        return int(row[0] or 0)
 
     def _add_deliveries(
         self, hit_id: int, step: int, now: datetime, policy: AlertPolicy
@@ -138,8 +132,8 @@ class AlertsMixin(StoreBase):
         return created
 
     def _realert(self, hit_id: int, policy: AlertPolicy, now: datetime) -> str | None:
-        """Why the hit is inside its rule's realert window (None: alert it), remembering
-        the alert and the window it opens otherwise."""
+        """Why the hit is inside its rule's realert window (None: alert it, and the
+        window it opens is remembered)."""
         column = _REALERT_VALUES.get(policy.realert_key, "h.rule")
         rule, value = self.db.execute(
             f"""SELECT h.rule, {column} FROM hits h JOIN articles a ON a.id = h.article_id
@@ -150,24 +144,22 @@ class AlertsMixin(StoreBase):
         row = self.db.execute(
             "SELECT last_at, window FROM realerts WHERE rule = ? AND value = ?", [rule, value]
         ).fetchone()
-        last = unstamp(row[0]) if row else None
-        alert, window = realert(policy, last, float(row[1]) if row else 0.0, now)
-        if not alert:
-            return (
-                f"realert: {policy.realert_key} {value} was alerted at {row[0]} "
-                f"(window {window:.0f}s)"
-            )
-        self.db.execute(
-            """INSERT INTO realerts (rule, value, last_at, window) VALUES (?, ?, ?, ?)
-               ON CONFLICT (rule, value) DO UPDATE SET last_at = excluded.last_at,
-                   window = excluded.window""",
-            [rule, value, stamp(now), window],
+        verdict = realert_verdict(
+            policy, value, row[0] if row else None, float(row[1]) if row else 0.0, now
         )
-        return None
+        if verdict.muted is None:
+            self.db.execute(
+                """INSERT INTO realerts (rule, value, last_at, window) VALUES (?, ?, ?, ?)
+                   ON CONFLICT (rule, value) DO UPDATE SET last_at = excluded.last_at,
+                       window = excluded.window""",
+                [rule, value, stamp(now), verdict.window],
+            )
+        return verdict.muted
 
     def _storm(self, delivery_ids: list[int], cap: int, seen: str) -> list[int]:
         """Fold the alerts of every channel that got more than ``cap`` of them from one
-        poll into one summary delivery; return the deliveries left to send."""
+        poll into summary digests (monitor.policy.storm); return the deliveries left to
+        send."""
         marks = ",".join("?" * len(delivery_ids))
         by_channel: dict[str, list[int]] = {}
         for delivery_id, channel in self.db.execute(
@@ -175,11 +167,9 @@ class AlertsMixin(StoreBase):
             delivery_ids,
         ):
             by_channel.setdefault(channel, []).append(delivery_id)
-        kept: list[int] = []
-        for channel, ids in by_channel.items():
-            if len(ids) <= cap:
-                kept += ids
-                continue
+        kept, folds = storm(by_channel, cap)
+        for fold in folds:
+            ids = [i for chunk in fold.chunks for i in chunk]
             feeds = sorted(
                 {
                     row[0]
@@ -191,9 +181,8 @@ class AlertsMixin(StoreBase):
                     )
                 }
             )
-            for start in range(0, len(ids), DIGEST_ITEMS):  # every alert listed in one
-                chunk = ids[start : start + DIGEST_ITEMS]
-                kept.append(self._make_digest(channel, "storm", ", ".join(feeds), chunk, seen))
+            for chunk in fold.chunks:
+                kept.append(self._make_digest(fold.channel, "storm", ", ".join(feeds), chunk, seen))
         return kept
 
     def _make_digest(

@@ -17,8 +17,6 @@ from monitor.store.migrations import migrations
 
 #: How long a story stays open to new articles after its last one (stories.quiet).
 DEFAULT_QUIET = timedelta(days=2)
-#: Alerts listed in one digest message (the rest are counted).
-DIGEST_ITEMS = 50
 #: Pages the write-ahead log may reach (about 40 MB) before a commit copies it back into
 #: the database file (SQLite's default is 1,000). A checkpoint waits for the disk twice,
 #: with the poll loop stopped; ten times fewer of them, each copying once a page changed

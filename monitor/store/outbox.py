@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from monitor.models import Digest, PendingDelivery
+from monitor.policy import DIGEST_ITEMS
 from monitor.store.alerts import AlertsMixin
-from monitor.store.base import DIGEST_ITEMS, _busy
+from monitor.store.base import _busy
 from monitor.text import stamp, unstamp
 
 
