@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -153,7 +152,7 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
         return replace(
             _failed(feed, exc, state, ctx), fetch_seconds=fetched or time.monotonic() - started
         )
-    except (StorageError, sqlite3.Error):
+    except StorageError:
         raise  # the database's trouble, not the feed's (the daemon logs poll_crashed)
     except Exception as exc:  # a bug in fetching or parsing: still recorded as this feed's
         log.exception("poll_bug feed=%s url=%s", feed.name, mask_url(url))

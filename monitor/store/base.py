@@ -4,16 +4,21 @@ transactions, and turning sqlite3's errors into StorageError / StorageBusy."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import sqlite_utils
 
 from monitor.errors import StorageBusy, StorageError
 from monitor.store.migrations import migrations
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 #: How long a story stays open to new articles after its last one (stories.quiet).
 DEFAULT_QUIET = timedelta(days=2)
@@ -25,6 +30,54 @@ DEFAULT_QUIET = timedelta(days=2)
 CHECKPOINT_PAGES = 10_000
 
 
+def _database_error(path: Path, action: str, exc: sqlite3.Error) -> StorageError:
+    """The StorageError for sqlite3's ``exc`` while ``action``: what, which database,
+    and what to do about it."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return StorageBusy(f"{path}: database is locked by another process; try again")
+    hint = ""
+    if "full" in text:
+        hint = "; free disk space (nothing stored is lost: the poll is redone)"
+    elif "malformed" in text or "not a database" in text:
+        hint = "; the file is damaged or not a news-monitor database: restore a backup"
+    elif "readonly" in text or "unable to open" in text:
+        hint = "; check the file's and its folder's permissions"
+    return StorageError(f"{path}: cannot {action}: {text}{hint}")
+
+
+def _action(name: str) -> str:
+    """What a store method does, for its errors ("record_fetch" -> "record fetch")."""
+    return name.strip("_").replace("_", " ")
+
+
+def wrap_exceptions(method: Callable[P, T]) -> Callable[P, T]:
+    """Let only StorageError / StorageBusy out of a store method: sqlite3's errors are
+    turned into them, with the database's path and the cause chained. A generator
+    method is wrapped around its iteration (where its queries run)."""
+    action = _action(method.__name__)
+
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def iterate(*args: P.args, **kwargs: P.kwargs) -> Any:
+            try:
+                return (yield from method(*args, **kwargs))
+            except sqlite3.Error as exc:
+                raise _database_error(args[0].path, action, exc) from exc  # type: ignore[attr-defined]
+
+        return iterate
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise _database_error(args[0].path, action, exc) from exc  # type: ignore[attr-defined]
+
+    return call
+
+
 @contextlib.contextmanager
 def _busy(path: Path) -> Iterator[None]:
     """sqlite3's "database is locked" as StorageBusy, so callers can try again."""
@@ -34,12 +87,6 @@ def _busy(path: Path) -> Iterator[None]:
         if "locked" in str(exc) or "busy" in str(exc):
             raise StorageBusy(f"{path}: database is locked by another process") from exc
         raise
-
-
-def delivery_key(hit_id: int, channel: str, step: int = 0) -> str:
-    """The idempotency key of a hit's alert (``step`` 0) or follow-up on ``channel``:
-    the numbers come before the channel name, so no two keys can be alike."""
-    return f"followup-{hit_id}-{step}-{channel}" if step else f"hit-{hit_id}-{channel}"
 
 
 def _filters(*pairs: tuple[str, Any]) -> tuple[str, list[Any]]:
@@ -55,7 +102,18 @@ def one_value(db: sqlite_utils.Database, sql: str, *args: Any) -> int:
 
 
 class StoreBase:
-    """The database of one daemon. Not thread-safe: use it from one thread."""
+    """The database of one daemon. Not thread-safe: use it from one thread.
+
+    Every public method of a subclass is wrapped (:func:`wrap_exceptions`): callers
+    catch StorageError (and StorageBusy, worth trying again), never sqlite3's errors."""
+
+    path: Path
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, value in list(vars(cls).items()):
+            if not name.startswith("_") and inspect.isfunction(value):
+                setattr(cls, name, wrap_exceptions(value))
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path

@@ -370,14 +370,12 @@ class StoryIndexMixin(StoreBase):
         sketched articles (word rarity for story clustering; bounded so a large database
         costs the same, and read from the stored sketches rather than the text, which
         would have to be split and folded again), one at a time."""
-        return (
-            unpack(row[0])
-            for row in self.db.execute(
-                """SELECT words FROM story_sketches WHERE article_id IN
-                       (SELECT max(article_id) FROM story_sketches
-                        WHERE article_id >
-                              (SELECT coalesce(max(article_id), 0) FROM story_sketches) - ?
-                        GROUP BY story_id ORDER BY max(article_id) DESC LIMIT ?)""",
-                [limit * 25, limit],
-            )
-        )
+        for row in self.db.execute(
+            """SELECT words FROM story_sketches WHERE article_id IN
+                   (SELECT max(article_id) FROM story_sketches
+                    WHERE article_id >
+                          (SELECT coalesce(max(article_id), 0) FROM story_sketches) - ?
+                    GROUP BY story_id ORDER BY max(article_id) DESC LIMIT ?)""",
+            [limit * 25, limit],
+        ):
+            yield unpack(row[0])
