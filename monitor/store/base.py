@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 import sqlite_utils
 
 from monitor.errors import StorageBusy, StorageError
+from monitor.store import schema
 from monitor.store.migrations import migrations
 
 P = ParamSpec("P")
@@ -165,6 +166,11 @@ class StoreBase:
             return False  # opening it for writing says what is wrong
 
     def _migrate(self) -> None:
+        """Make a new database from the schema, or bring an older one up to date."""
+        with self._atomic():  # the write lock first: another process may be opening it too
+            if not self.db.table_names():
+                schema.create(self.db)
+                return
         known = {m.name for m in migrations._migrations}
         unknown = [m.name for m in migrations.applied(self.db) if m.name not in known]
         if unknown:
