@@ -10,13 +10,14 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
 
 from monitor.config import Settings, load_settings
 from monitor.errors import ConfigErrors, MonitorError
+from monitor.models import FeedState
 
 if TYPE_CHECKING:
     from monitor.store import Store
@@ -55,14 +56,14 @@ def print_errors(exc: ConfigErrors) -> None:
     click.echo(f"{len(exc.errors)} error(s).", err=True)
 
 
-def health_of(feed_enabled: bool, state: dict[str, Any] | None) -> str:
+def health_of(feed_enabled: bool, state: FeedState | None) -> str:
     if not feed_enabled:
         return "disabled in config"
     if state is None:
         return "never polled"
-    if state.get("disabled"):
+    if state.disabled:
         return "stopped (gone)"
-    errors = int(state.get("consecutive_errors") or 0)
+    errors = state.consecutive_errors
     if errors:
         return f"failing ({errors} in a row)"
     return "ok"

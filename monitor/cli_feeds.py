@@ -11,7 +11,6 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -39,8 +38,9 @@ from monitor.feedsfile import (
     url_owners,
     valid_url,
 )
+from monitor.models import FeedState
 from monitor.opml import OpmlFeed, feed_name, parse_opml, to_opml
-from monitor.text import mask_url
+from monitor.text import mask_url, stamp_or_none
 
 #: The largest OPML file `feeds import` reads.
 MAX_OPML_BYTES = 20 * 2**20
@@ -126,16 +126,17 @@ def feeds(ctx: click.Context, config_path: Path, as_json: bool) -> None:
     if ctx.invoked_subcommand is not None:
         return
     settings = settings_for(config_path)
-    states: dict[str, dict[str, Any]] = {}
+    states: dict[str, FeedState] = {}
     if settings.database.exists():
         with opened_store(settings, readonly=True) as store:
             try:
-                states = {row["name"]: row for row in store.feeds()}
+                states = {state.name: state for state in store.feeds()}
             except MonitorError as exc:
                 raise click.ClickException(str(exc)) from exc
     rows = []
     for feed in settings.feeds:
-        state = states.get(feed.name)
+        state = states.get(feed.name, FeedState(feed.name))
+        polled = feed.name in states
         rows.append(
             {
                 "name": feed.name,
@@ -143,21 +144,21 @@ def feeds(ctx: click.Context, config_path: Path, as_json: bool) -> None:
                 "enabled": feed.enabled,
                 "interval": feed.interval,
                 "tags": list(feed.tags),
-                "health": health_of(feed.enabled, state),
-                "last_fetch": state.get("last_fetch") if state else None,
-                "last_success": state.get("last_success") if state else None,
-                "last_outcome": state.get("last_outcome") if state else None,
-                "consecutive_errors": state.get("consecutive_errors", 0) if state else 0,
-                "last_error": state.get("last_error") if state else None,
-                "last_error_kind": state.get("last_error_kind") if state else None,
+                "health": health_of(feed.enabled, state if polled else None),
+                "last_fetch": stamp_or_none(state.last_fetch),
+                "last_success": stamp_or_none(state.last_success),
+                "last_outcome": state.last_outcome,
+                "consecutive_errors": state.consecutive_errors,
+                "last_error": state.last_error,
+                "last_error_kind": state.last_error_kind,
                 # A paused or stopped feed has none, whatever was planned before.
-                "next_poll": state.get("next_poll")
-                if state and feed.enabled and not state.get("disabled")
+                "next_poll": stamp_or_none(state.next_poll)
+                if feed.enabled and not state.disabled
                 else None,
-                "retry_after_until": state.get("retry_after_until") if state else None,
-                "moved_to": state.get("moved_to") if state else None,
-                "stopped_because": state.get("disabled") if state else None,
-                "last_new": state.get("last_new") if state else None,
+                "retry_after_until": stamp_or_none(state.retry_after_until),
+                "moved_to": state.moved_to,
+                "stopped_because": state.disabled,
+                "last_new": stamp_or_none(state.last_new),
             }
         )
     if as_json:

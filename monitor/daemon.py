@@ -328,7 +328,7 @@ class Daemon:
                 self._stopped.discard(name)
                 continue
             try:
-                stopped = self._store.feed_state(name)["disabled"]
+                stopped = self._store.feed_state(name).disabled
             except (StorageError, sqlite3.Error) as exc:
                 log.warning("feed_state_failed feed=%s error=%s (retried)", name, exc)
                 return

@@ -8,12 +8,11 @@ one when a feed is stopped for good (410 Gone). Never one per failed poll: the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-from monitor.text import unstamp
+from monitor.models import FeedState
+from monitor.text import stamp, stamp_or_none
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ def _span(seconds: float) -> str:
 def feed_health(
     name: str,
     url: str,
-    state: Mapping[str, Any],
+    state: FeedState,
     now: datetime,
     *,
     failures: int,
@@ -52,7 +51,7 @@ def feed_health(
     """What to tell the operator after a poll, given the feed's stored state after it."""
     notices: list[Notice] = []
     flags: dict[str, int] = {}
-    errors = int(state.get("consecutive_errors") or 0)
+    errors = state.consecutive_errors
     if newly_stopped:
         notices.append(
             Notice(
@@ -60,27 +59,27 @@ def feed_health(
                 name,
                 f"feed {name} stopped: the server says it is gone",
                 f"Feed {name} ({url}) answered 410 Gone and is no longer polled.\n"
-                f"{state.get('last_error') or ''}\n"
+                f"{state.last_error or ''}\n"
                 "If it moved, fix its URL in the settings (a changed URL is polled again); "
                 f"if it comes back at this URL, `news-monitor feeds resume {name}`.",
             )
         )
-    elif errors >= failures and not state.get("failing_alerted"):
-        since = state.get("last_success") or "never"
+    elif errors >= failures and not state.failing_alerted:
+        since = stamp(state.last_success) if state.last_success else "never"
         notices.append(
             Notice(
                 "feed-failing",
                 name,
                 f"feed {name} is failing ({errors} errors in a row)",
                 f"Feed {name} ({url}) has failed {errors} times in a row; last success: {since}.\n"
-                f"Last error ({state.get('last_error_kind') or 'error'}): "
-                f"{state.get('last_error') or '-'}\n"
+                f"Last error ({state.last_error_kind or 'error'}): "
+                f"{state.last_error or '-'}\n"
                 "It keeps being retried with backoff; `news-monitor feeds` shows its state. "
                 "You will be told once when it recovers.",
             )
         )
         flags["failing_alerted"] = 1
-    elif errors == 0 and state.get("failing_alerted"):
+    elif errors == 0 and state.failing_alerted:
         notices.append(
             Notice(
                 "feed-recovered",
@@ -91,20 +90,20 @@ def feed_health(
         )
         flags["failing_alerted"] = 0
     if silence:
-        last_new = unstamp(state.get("last_new"))
+        last_new = state.last_new
         quiet_for = (now - last_new).total_seconds() if last_new else None
-        if quiet_for is not None and quiet_for >= silence and not state.get("quiet_alerted"):
+        if quiet_for is not None and quiet_for >= silence and not state.quiet_alerted:
             notices.append(
                 Notice(
                     "feed-silent",
                     name,
                     f"feed {name} has published nothing for {_span(quiet_for)}",
-                    f"Feed {name} ({url}) has had no new article since {state.get('last_new')} "
+                    f"Feed {name} ({url}) has had no new article since {stamp_or_none(last_new)} "
                     f"(expected within {_span(silence)}). The feed may be stale or moved.",
                 )
             )
             flags["quiet_alerted"] = 1
-        elif quiet_for is not None and quiet_for < silence and state.get("quiet_alerted"):
+        elif quiet_for is not None and quiet_for < silence and state.quiet_alerted:
             notices.append(
                 Notice(
                     "feed-active",

@@ -346,3 +346,37 @@ class Digest:
     items: tuple[PendingDelivery, ...]
     total: int
     key: str = ""
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """What is stored of one feed's polls (a feed never polled has only its name)."""
+
+    name: str
+    #: The URL the state belongs to (masked: no credentials); None: never polled.
+    url: str | None = None
+    #: Validators to send with the next request (conditional GET).
+    etag: str | None = None
+    last_modified: str | None = None
+    last_fetch: datetime | None = None
+    last_success: datetime | None = None
+    #: ok, not-modified, error, stopped.
+    last_outcome: str | None = None
+    consecutive_errors: int = 0
+    last_error: str | None = None
+    #: What kind of error (timeout, http, parse, too-large, ...).
+    last_error_kind: str | None = None
+    next_poll: datetime | None = None
+    #: Not requested again before this (the server's Retry-After).
+    retry_after_until: datetime | None = None
+    #: Where a permanent redirect pointed (masked).
+    moved_to: str | None = None
+    #: Why the feed stopped for good (410 Gone); None while it is polled.
+    disabled: str | None = None
+    #: When it last had an item not seen before.
+    last_new: datetime | None = None
+    #: Feed-health notices said and not yet taken back (monitor.health).
+    failing_alerted: bool = False
+    quiet_alerted: bool = False
+    #: The feed's RSS ``<ttl>`` in minutes, from its last full response.
+    ttl: int | None = None

@@ -26,15 +26,17 @@ from monitor.models import (
     AlertPolicy,
     Article,
     FeedConfig,
+    FeedState,
     FetchResult,
     Hit,
     Matched,
     PollResult,
 )
 from monitor.schedule import cache_hint, next_poll, rss_ttl
-from monitor.store import CLUSTER_BATCH, DEFAULT_QUIET, Store
+from monitor.store import CLUSTER_BATCH, DEFAULT_QUIET
+from monitor.store.interface import PollStore
 from monitor.stories import Vocabulary
-from monitor.text import mask_url, unstamp
+from monitor.text import mask_url, stamp
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ ParseMatchedFunction = Callable[
 class PollContext:
     """Everything a poll needs besides the feed: built once by the daemon."""
 
-    store: Store
+    store: PollStore
     fetch: FetchFunction
     parse: ParseFunction
     default_channels: Sequence[str]
@@ -111,18 +113,13 @@ async def poll_feed(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> Pol
 
 
 async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollResult:
-    store, now = ctx.store, ctx.now
-    state = store.feed_state(feed.name)
+    state = ctx.store.feed_state(feed.name)
     # State belongs to a URL: if the config now points elsewhere, start afresh.
-    same_url = state["url"] == mask_url(feed.url)  # the store keeps URLs masked
-    if same_url and state["disabled"]:
-        return PollResult(feed.name, "stopped", error=state["disabled"], stopped=True)
-    wait_until = unstamp(state["retry_after_until"]) if same_url else None
-    if wait_until is not None and now() < wait_until:
-        # Never re-request inside a Retry-After window (a restart must not either).
-        log.info("poll feed=%s outcome=waiting until=%s", feed.name, state["retry_after_until"])
-        return PollResult(feed.name, "waiting", next_poll=wait_until)
-    moved = state["moved_to"] if same_url else None
+    same_url = state.url == mask_url(feed.url)  # the store keeps URLs masked
+    skipped = _skipped(feed, state if same_url else None, ctx.now())
+    if skipped is not None:
+        return skipped
+    moved = state.moved_to if same_url else None
     # A permanent redirect is followed directly, unless it would need the credentials of
     # the configured URL (which are never stored).
     url = moved if moved and "***@" not in moved else feed.url
@@ -131,23 +128,11 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
     try:
         result = await ctx.fetch(
             url,
-            etag=state["etag"] if same_url else None,
-            last_modified=state["last_modified"] if same_url else None,
+            etag=state.etag if same_url else None,
+            last_modified=state.last_modified if same_url else None,
         )
         fetched = time.monotonic() - started
-        parsed: Matched
-        known: frozenset[str] = frozenset()
-        if result.not_modified:
-            parsed = []
-        elif ctx.parse_matched is not None:
-            # The articles stored already need no matching: most of a feed, usually.
-            known = store.recent_uids(feed.name, KNOWN_UIDS)
-            parsed = await ctx.parse_matched(
-                feed.name, url, result.content, result.headers, matcher, known
-            )
-        else:
-            articles = await ctx.parse(feed.name, url, result.content, result.headers)
-            parsed = [(article, None) for article in articles]
+        parsed, known = await _parse(feed, url, result, matcher, ctx)
     except FeedError as exc:
         return replace(
             _failed(feed, exc, state, ctx), fetch_seconds=fetched or time.monotonic() - started
@@ -165,7 +150,6 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
         return replace(
             _failed(feed, bug, state, ctx), fetch_seconds=fetched or time.monotonic() - started
         )
-
     permanent = getattr(result, "permanent_url", None)
     # Said once per new target: a feed with credentials keeps its configured URL (the
     # stored one is masked), so its redirect is seen again at every poll.
@@ -176,14 +160,78 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
             mask_url(url),
             mask_url(permanent),
         )
-    articles = [article for article, _ in parsed]
+    new, matched = _match_new(feed, parsed, known, matcher, ctx)
+    unclustered = released = 0
+    if matched:
+        unclustered, released = await _store_matched(feed, state, len(new), matched, matcher, ctx)
+    return _record_success(
+        feed,
+        state if same_url else None,
+        result,
+        permanent,
+        PollResult(
+            feed.name,
+            "",
+            entries=len(parsed),
+            new_articles=len(new),
+            hits=sum(len(hits) for _, hits in matched),
+            size=len(result.content),
+            fetch_seconds=fetched,
+            unclustered=unclustered,
+            released=released,
+        ),
+        ctx,
+    )
+
+
+def _skipped(feed: FeedConfig, state: FeedState | None, now: datetime) -> PollResult | None:
+    """The result of a poll that does not fetch (``state``: the feed's, if it is still
+    about its configured URL): a feed stopped for good, or inside a Retry-After window."""
+    if state is None:
+        return None
+    if state.disabled:
+        return PollResult(feed.name, "stopped", error=state.disabled, stopped=True)
+    wait_until = state.retry_after_until
+    if wait_until is not None and now < wait_until:
+        # Never re-request inside a Retry-After window (a restart must not either).
+        log.info("poll feed=%s outcome=waiting until=%s", feed.name, stamp(wait_until))
+        return PollResult(feed.name, "waiting", next_poll=wait_until)
+    return None
+
+
+async def _parse(
+    feed: FeedConfig, url: str, result: FetchResult, matcher: Matcher, ctx: PollContext
+) -> tuple[Matched, frozenset[str]]:
+    """The articles of a response, with their hits if matched while parsing, and the
+    stored ids that were left unmatched."""
+    if result.not_modified:
+        return [], frozenset()
+    if ctx.parse_matched is not None:
+        # The articles stored already need no matching: most of a feed, usually.
+        known = ctx.store.recent_uids(feed.name, KNOWN_UIDS)
+        parsed = await ctx.parse_matched(
+            feed.name, url, result.content, result.headers, matcher, known
+        )
+        return parsed, known
+    articles = await ctx.parse(feed.name, url, result.content, result.headers)
+    return [(article, None) for article in articles], frozenset()
+
+
+def _match_new(
+    feed: FeedConfig,
+    parsed: Matched,
+    known: frozenset[str],
+    matcher: Matcher,
+    ctx: PollContext,
+) -> tuple[list[Article], list[tuple[Article, list[Hit]]]]:
+    """The articles not stored yet, and each with its hits (routed to the default
+    channels where the rule names none), logged."""
     found: dict[str, list[Hit] | None] = {}
     for article, article_hits in parsed:
         found.setdefault(article.uid, article_hits)  # unseen() keeps the first too
     # The known ids are stored: only the others need looking up.
-    new = store.unseen(feed.name, [a for a in articles if a.uid not in known])
+    new = ctx.store.unseen(feed.name, [a for a, _ in parsed if a.uid not in known])
     matched: list[tuple[Article, list[Hit]]] = []
-    hit_count = unclustered = released = 0
     for article in new:
         hits = found[article.uid]
         if hits is None:  # parsed without matching (ctx.parse)
@@ -197,43 +245,69 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
                 ",".join(hit.terms[:8]),
                 article.title[:120],
             )
-        hit_count += len(hits)
         matched.append((article, hits))
         if ctx.metrics is not None:
             for hit in hits:
                 ctx.metrics.hit(hit.rule)
-    if matched:
-        # A feed polled successfully for the first time has a backlog: with baseline, it
-        # is stored and matched, and alerts start with the next poll. (A feed whose URL
-        # was changed is not new: its items are told apart by their ids as before.)
-        first = state["last_success"] is None
-        baseline = first and (feed.baseline if feed.baseline is not None else ctx.baseline)
-        if baseline and hit_count:
-            log.info(
-                "baseline feed=%s hits=%d (first poll: stored, not alerted)", feed.name, hit_count
-            )
-        if not baseline:
-            # Stories form in the order articles arrive: what first polls left waiting
-            # is clustered before these, which may alert (a copy waiting there would
-            # otherwise be missed: a second alert for one story, or a held one).
-            released = await drain_backlog(ctx, matcher.policies)
-        store.save(
-            matched,
-            now(),
-            policies=matcher.policies,
-            quiet=ctx.story_quiet,
-            vocabulary=ctx.vocabulary,
-            baseline=baseline,
-            storm=ctx.storm,
-            cluster_later=True,
-        )
-        if baseline:
-            unclustered = len(new)  # alerts nothing: clustered after the poll
-        elif ctx.vocabulary.stale(len(new)):
-            refresh_vocabulary(store, ctx.vocabulary)
-    at = now()
+    return new, matched
+
+
+async def _store_matched(
+    feed: FeedConfig,
+    state: FeedState,
+    new: int,
+    matched: list[tuple[Article, list[Hit]]],
+    matcher: Matcher,
+    ctx: PollContext,
+) -> tuple[int, int]:
+    """Store the new articles with their hits (and the deliveries they call for):
+    (articles left for the backlog to cluster, deliveries released from it first)."""
+    store = ctx.store
+    hit_count = sum(len(hits) for _, hits in matched)
+    # A feed polled successfully for the first time has a backlog: with baseline, it
+    # is stored and matched, and alerts start with the next poll. (A feed whose URL
+    # was changed is not new: its items are told apart by their ids as before.)
+    first = state.last_success is None
+    baseline = first and (feed.baseline if feed.baseline is not None else ctx.baseline)
+    if baseline and hit_count:
+        log.info("baseline feed=%s hits=%d (first poll: stored, not alerted)", feed.name, hit_count)
+    released = 0
+    if not baseline:
+        # Stories form in the order articles arrive: what first polls left waiting
+        # is clustered before these, which may alert (a copy waiting there would
+        # otherwise be missed: a second alert for one story, or a held one).
+        released = await drain_backlog(ctx, matcher.policies)
+    store.save(
+        matched,
+        ctx.now(),
+        policies=matcher.policies,
+        quiet=ctx.story_quiet,
+        vocabulary=ctx.vocabulary,
+        baseline=baseline,
+        storm=ctx.storm,
+        cluster_later=True,
+    )
+    if baseline:
+        return new, released  # alerts nothing: clustered after the poll
+    if ctx.vocabulary.stale(new):
+        refresh_vocabulary(store, ctx.vocabulary)
+    return 0, released
+
+
+def _record_success(
+    feed: FeedConfig,
+    state: FeedState | None,
+    result: FetchResult,
+    permanent: str | None,
+    polled: PollResult,
+    ctx: PollContext,
+) -> PollResult:
+    """Record a successful poll (``state``: the feed's, if still about its URL) with
+    when to poll next, tell the operator what feed health calls for, and return
+    ``polled`` completed."""
+    at = ctx.now()
     # A 304 has no body: the <ttl> is the one its last full response gave.
-    ttl = rss_ttl(result.content) if not result.not_modified else state["ttl"] if same_url else None
+    ttl = rss_ttl(result.content) if not result.not_modified else state.ttl if state else None
     upcoming = next_poll(
         at,
         interval=feed.interval,
@@ -241,7 +315,7 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
         max_backoff=ctx.max_backoff,
     )
     outcome = "not-modified" if result.not_modified else "ok"
-    store.record_fetch(
+    ctx.store.record_fetch(
         feed.name,
         feed.url,
         at,
@@ -250,31 +324,20 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
         last_modified=result.last_modified,
         next_poll=upcoming,
         moved_to=permanent,
-        found_new=bool(new),
+        found_new=bool(polled.new_articles),
         ttl=ttl,
     )
-    _tell_operator(feed, store.feed_state(feed.name), ctx)
+    _tell_operator(feed, ctx.store.feed_state(feed.name), ctx)
     log.info(
         "poll feed=%s outcome=%s entries=%d new=%d hits=%d next=%s",
         feed.name,
         outcome,
-        len(articles),
-        len(new),
-        hit_count,
+        polled.entries,
+        polled.new_articles,
+        polled.hits,
         upcoming.isoformat(),
     )
-    return PollResult(
-        feed.name,
-        outcome,
-        entries=len(articles),
-        new_articles=len(new),
-        hits=hit_count,
-        next_poll=upcoming,
-        size=len(result.content),
-        fetch_seconds=fetched,
-        unclustered=unclustered,
-        released=released,
-    )
+    return replace(polled, outcome=outcome, next_poll=upcoming)
 
 
 async def drain_backlog(ctx: PollContext, policies: Mapping[str, AlertPolicy] | None) -> int:
@@ -310,7 +373,7 @@ def cluster_backlog(
     upto: int | None = None,
 ) -> tuple[int, list[int]]:
     """One step of story clustering for the articles a first poll stored without a story
-    (:meth:`Store.cluster_pending`): (articles placed, deliveries created). The word
+    (:meth:`PollStore.cluster_pending`): (articles placed, deliveries created). The word
     rarity is refreshed as polls refresh it."""
     done, deliveries = ctx.store.cluster_pending(
         ctx.now(),
@@ -423,7 +486,7 @@ class Backlog:
                 )
 
 
-def refresh_vocabulary(store: Store, vocabulary: Vocabulary) -> None:
+def refresh_vocabulary(store: PollStore, vocabulary: Vocabulary) -> None:
     """Word rarity from the newest article of each recent story; the stored index keys
     rebuilt if the common words moved a lot (a new database's first estimates)."""
     if vocabulary.refresh_words(store.recent_story_words(vocabulary.SAMPLE)):
@@ -431,11 +494,9 @@ def refresh_vocabulary(store: Store, vocabulary: Vocabulary) -> None:
         log.info("stories_rekeyed changed=%d common_words=%d", changed, len(vocabulary.common))
 
 
-def _failed(
-    feed: FeedConfig, exc: FeedError, state: Mapping[str, object], ctx: PollContext
-) -> PollResult:
+def _failed(feed: FeedConfig, exc: FeedError, state: FeedState, ctx: PollContext) -> PollResult:
     at = ctx.now()
-    errors = int(str(state.get("consecutive_errors") or 0)) + 1
+    errors = state.consecutive_errors + 1
     retry_after: float | None = getattr(exc, "retry_after", None)
     gone = bool(getattr(exc, "gone", False))
     kind: str = getattr(exc, "kind", None) or "error"
@@ -478,7 +539,7 @@ def _failed(
 
 
 def _tell_operator(
-    feed: FeedConfig, state: Mapping[str, object], ctx: PollContext, *, newly_stopped: bool = False
+    feed: FeedConfig, state: FeedState, ctx: PollContext, *, newly_stopped: bool = False
 ) -> None:
     silence = feed.silence if feed.silence is not None else ctx.health_silence
     decision = feed_health(

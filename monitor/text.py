@@ -377,6 +377,11 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def stamp_or_none(moment: datetime | None) -> str | None:
+    """:func:`stamp`, or None for no moment (a report's empty field)."""
+    return stamp(moment) if moment is not None else None
+
+
 def unstamp(text: str | None) -> datetime | None:
     """The datetime of a stored stamp."""
     if not text:

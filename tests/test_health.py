@@ -1,21 +1,15 @@
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from monitor.health import feed_health
-from monitor.text import stamp
+from monitor.models import FeedState
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-def state(**kw: object) -> dict[str, object]:
-    base: dict[str, object] = {
-        "consecutive_errors": 0,
-        "failing_alerted": 0,
-        "quiet_alerted": 0,
-        "last_success": stamp(NOW),
-        "last_new": stamp(NOW),
-        "last_error": None,
-    }
-    return {**base, **kw}
+def state(**kw: Any) -> FeedState:
+    return replace(FeedState("wire", last_success=NOW, last_new=NOW), **kw)
 
 
 def test_one_notice_when_failing_and_one_when_recovered() -> None:
@@ -26,23 +20,23 @@ def test_one_notice_when_failing_and_one_when_recovered() -> None:
     assert notice.kind == "feed-failing" and "3 errors in a row" in notice.title
     assert "HTTP 500" in notice.body and third.flags == {"failing_alerted": 1}
     # Already told: more failures say nothing.
-    later = feed_health("wire", "u", state(consecutive_errors=9, failing_alerted=1), NOW, **kw)
+    later = feed_health("wire", "u", state(consecutive_errors=9, failing_alerted=True), NOW, **kw)
     assert later.notices == [] and later.flags == {}
-    back = feed_health("wire", "u", state(failing_alerted=1), NOW, **kw)
+    back = feed_health("wire", "u", state(failing_alerted=True), NOW, **kw)
     assert [n.kind for n in back.notices] == ["feed-recovered"]
     assert back.flags == {"failing_alerted": 0}
 
 
 def test_silence_notice_is_dampened_too() -> None:
-    old = stamp(NOW - timedelta(days=3))
+    old = NOW - timedelta(days=3)
     quiet = feed_health("wire", "u", state(last_new=old), NOW, failures=5, silence=2 * 86400)
     assert [n.kind for n in quiet.notices] == ["feed-silent"]
     assert "3.0 days" in quiet.notices[0].title
     again = feed_health(
-        "wire", "u", state(last_new=old, quiet_alerted=1), NOW, failures=5, silence=2 * 86400
+        "wire", "u", state(last_new=old, quiet_alerted=True), NOW, failures=5, silence=2 * 86400
     )
     assert again.notices == []
-    active = feed_health("wire", "u", state(quiet_alerted=1), NOW, failures=5, silence=86400)
+    active = feed_health("wire", "u", state(quiet_alerted=True), NOW, failures=5, silence=86400)
     assert [n.kind for n in active.notices] == ["feed-active"]
 
 

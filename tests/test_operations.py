@@ -365,9 +365,9 @@ def test_feed_urls_masked_by_an_older_version_are_masked_again(tmp_path: Path) -
     store = Store(path)
     try:
         wire = store.feed_state("wire")
-        assert wire["url"] == mask_url("https://reader:pa@ss@example.org/feed")
-        assert wire["moved_to"] == "https://***@example.org/new"
-        assert wire["disabled"] == "410" and wire["ttl"] is None
-        assert store.feed_state("plain")["url"] == "https://example.org/a@b"
+        assert wire.url == mask_url("https://reader:pa@ss@example.org/feed")
+        assert wire.moved_to == "https://***@example.org/new"
+        assert wire.disabled == "410" and wire.ttl is None
+        assert store.feed_state("plain").url == "https://example.org/a@b"
     finally:
         store.close()

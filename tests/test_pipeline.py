@@ -183,10 +183,10 @@ def test_first_poll_stores_articles_hits_and_one_delivery_per_hit_and_channel(
     assert {d.attempts for d in due} == {0}
 
     [state] = store.feeds()
-    assert state["last_outcome"] == "ok"
-    assert state["etag"] and state["last_modified"]
-    assert state["consecutive_errors"] == 0
-    assert state["last_error"] is None
+    assert state.last_outcome == "ok"
+    assert state.etag and state.last_modified
+    assert state.consecutive_errors == 0
+    assert state.last_error is None
 
 
 def test_second_poll_sends_validators_and_gets_304(
@@ -198,7 +198,7 @@ def test_second_poll_sends_validators_and_gets_304(
 ) -> None:
     feed = wire([TROOPS, SANCTIONS])
     assert poll(feed).outcome == "ok"
-    etag = store.feed_state("wire")["etag"]
+    etag = store.feed_state("wire").etag
     before = store.counts()
 
     clock.advance(60)
@@ -214,9 +214,9 @@ def test_second_poll_sends_validators_and_gets_304(
     assert "If-Modified-Since" in second
     assert store.counts() == before
     [state] = store.feeds()
-    assert state["last_outcome"] == "not-modified"
-    assert state["last_fetch"] == state["last_success"] == stamp(clock())
-    assert state["etag"] == etag
+    assert state.last_outcome == "not-modified"
+    assert state.last_fetch == state.last_success == clock()
+    assert state.etag == etag
 
 
 def test_changed_feed_alerts_only_the_new_item(
@@ -328,16 +328,16 @@ def test_missing_feed_records_an_error_and_does_not_raise(
     assert url in result.error
     assert "404" in result.error
     [state] = store.feeds()
-    assert state["name"] == "gone"
-    assert state["last_outcome"] == "error"
-    assert state["consecutive_errors"] == 1
-    assert "404" in state["last_error"]
-    assert state["last_success"] is None
+    assert state.name == "gone"
+    assert state.last_outcome == "error"
+    assert state.consecutive_errors == 1
+    assert "404" in state.last_error
+    assert state.last_success is None
     assert store.counts() == {"articles": 0, "hits": 0, "pending": 0, "sent": 0}
 
     clock.advance(60)
     poll(FeedConfig("gone", url, interval=60))
-    assert store.feeds()[0]["consecutive_errors"] == 2
+    assert store.feeds()[0].consecutive_errors == 2
 
 
 def test_binary_garbage_is_an_error_naming_the_url(
@@ -353,9 +353,9 @@ def test_binary_garbage_is_an_error_naming_the_url(
     assert url in result.error
     assert "not an RSS or Atom feed" in result.error
     [state] = store.feeds()
-    assert state["last_outcome"] == "error"
-    assert "not an RSS or Atom feed" in state["last_error"]
-    assert state["etag"] is None  # validators of a bad response are not kept
+    assert state.last_outcome == "error"
+    assert "not an RSS or Atom feed" in state.last_error
+    assert state.etag is None  # validators of a bad response are not kept
 
 
 def test_html_page_instead_of_a_feed_is_an_error(
@@ -376,9 +376,9 @@ def test_html_page_instead_of_a_feed_is_an_error(
     assert url in result.error
     assert "not an RSS or Atom feed" in result.error
     [state] = store.feeds()
-    assert state["last_outcome"] == "error"
-    assert state["consecutive_errors"] == 1
-    assert "not at a web page" in state["last_error"]
+    assert state.last_outcome == "error"
+    assert state.consecutive_errors == 1
+    assert "not at a web page" in state.last_error
     assert store.counts()["articles"] == 0
 
 
@@ -409,11 +409,11 @@ def test_feed_credentials_never_appear_in_errors_or_logs(
         assert "127.0.0.1" in result.error  # still names the host it tried
     assert "404" in results[0].error  # type: ignore[operator]
     assert "ConnectError" in results[1].error  # type: ignore[operator]
-    states = {s["name"]: s for s in store.feeds()}
+    states = {s.name: s for s in store.feeds()}
     assert set(states) == {"missing", "down"}
     for state in states.values():
-        assert state["last_outcome"] == "error"
-        assert "s3cr3t-token" not in state["last_error"]
+        assert state.last_outcome == "error"
+        assert "s3cr3t-token" not in state.last_error
     # Every log record, not only ours: httpx logs each request URL at INFO (shown by
     # `news-monitor -vv`), so the password must never be part of the URL it is given.
     assert any(r.name == "httpx" for r in caplog.records)
@@ -450,8 +450,8 @@ def test_failing_feed_backs_off_and_tells_the_operator_once_then_recovery(
     assert poll(feed).outcome == "ok"
     assert [n[0] for n in notices(store)] == ["feed-failing", "feed-recovered"]
     state = store.feed_state("flaky")
-    assert state["consecutive_errors"] == 0 and state["failing_alerted"] == 0
-    assert state["last_error"] is None and state["next_poll"] is not None
+    assert state.consecutive_errors == 0 and state.failing_alerted == 0
+    assert state.last_error is None and state.next_poll is not None
 
 
 def test_an_article_its_hits_and_deliveries_are_one_transaction(store: Store) -> None:

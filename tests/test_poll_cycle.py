@@ -107,16 +107,16 @@ def test_one_cycle_of_hostile_feeds(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     try:
-        states = {s["name"]: s for s in store.feeds()}
+        states = {s.name: s for s in store.feeds()}
         for name, (outcome, kind) in EXPECTED.items():
             assert first[name].outcome == outcome, (name, first[name])
             if kind:
-                assert states[name]["last_error_kind"] == kind, (name, states[name])
+                assert states[name].last_error_kind == kind, (name, states[name])
         # The good feed was polled and alerted in the same cycle as all the bad ones.
         assert first["good"].hits == 1
         assert store.counts()["pending"] == 1
-        assert "not an RSS or Atom feed" in states["page"]["last_error"]
-        assert "410" in states["gone"]["disabled"]
+        assert "not an RSS or Atom feed" in states["page"].last_error
+        assert "410" in states["gone"].disabled
         # Retry-After is a floor for the next poll, and is honoured across cycles:
         assert first["busy"].next_poll == clock() - timedelta(seconds=120) + timedelta(hours=1)
         assert second["busy"].outcome == "waiting"
@@ -178,7 +178,7 @@ def test_a_flapping_feed_never_floods_the_operator(tmp_path: Path) -> None:
         assert outcomes == ["ok", "error"] * 4
         assert store.db.execute("SELECT count(*) FROM notices").fetchone()[0] == 0
         assert store.counts()["hits"] == 1  # the one article, alerted once
-        assert store.feed_state("flap")["consecutive_errors"] == 1
+        assert store.feed_state("flap").consecutive_errors == 1
     finally:
         store.close()
 
@@ -253,7 +253,7 @@ def test_an_rss_ttl_still_holds_when_the_polls_get_304s(tmp_path: Path) -> None:
         for number, result in enumerate(results):
             polled = Clock().advance(61 * number)
             assert result.next_poll == polled + timedelta(hours=1), (number, result)
-        assert store.feed_state("wire")["ttl"] == 60
+        assert store.feed_state("wire").ttl == 60
     finally:
         store.close()
 
@@ -287,7 +287,7 @@ def test_a_move_answered_304_at_the_new_url_is_recorded_and_said_once(
             results = _poll_times(store, clock, routes, "/old.xml", 4, user=user, after=move)
             assert [r.outcome for r in results] == ["ok"] + ["not-modified"] * 3
             state = store.feed_state("wire")
-            assert state["moved_to"].endswith("/new.xml"), state
+            assert state.moved_to.endswith("/new.xml"), state
             said = [r.getMessage() for r in caplog.records if "feed_moved" in r.getMessage()]
             assert len(said) == 1, said
             assert "s3cret" not in said[0]
@@ -313,9 +313,9 @@ def test_an_unexpected_exception_while_parsing_is_recorded_as_the_feeds_error(
         )
         assert result.outcome == "error"
         state = store.feed_state("wire")
-        assert state["last_error_kind"] == "bug"
-        assert state["consecutive_errors"] == 1
-        assert "unexpected KeyError while fetching or parsing; this is a bug" in state["last_error"]
+        assert state.last_error_kind == "bug"
+        assert state.consecutive_errors == 1
+        assert "unexpected KeyError while fetching or parsing; this is a bug" in state.last_error
         [logged] = [r for r in caplog.records if r.getMessage().startswith("poll_bug")]
         assert logged.exc_info is not None and "s3cret" not in logged.getMessage()
     finally:

@@ -3,36 +3,51 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from monitor.errors import StorageError
+from monitor.models import FeedState
 from monitor.store.base import StoreBase, _busy
-from monitor.text import mask_url, stamp
+from monitor.text import mask_url, stamp, unstamp
+
+#: The feeds table's columns, in FeedState's order.
+_COLUMNS = (
+    "name, url, etag, last_modified, last_fetch, last_success, last_outcome, "
+    "consecutive_errors, last_error, last_error_kind, next_poll, retry_after_until, "
+    "moved_to, disabled, last_new, failing_alerted, quiet_alerted, ttl"
+)
+
+
+def _feed_state(row: Sequence[Any]) -> FeedState:
+    return FeedState(
+        name=row[0],
+        url=row[1],
+        etag=row[2],
+        last_modified=row[3],
+        last_fetch=unstamp(row[4]),
+        last_success=unstamp(row[5]),
+        last_outcome=row[6],
+        consecutive_errors=int(row[7] or 0),
+        last_error=row[8],
+        last_error_kind=row[9],
+        next_poll=unstamp(row[10]),
+        retry_after_until=unstamp(row[11]),
+        moved_to=row[12],
+        disabled=row[13],
+        last_new=unstamp(row[14]),
+        failing_alerted=bool(row[15]),
+        quiet_alerted=bool(row[16]),
+        ttl=row[17],
+    )
 
 
 class FeedsMixin(StoreBase):
-    def feed_state(self, name: str) -> dict[str, Any]:
-        """The stored state of one feed (empty values for a feed never polled)."""
-        row = self.db.execute("SELECT * FROM feeds WHERE name = ?", [name]).fetchone()
-        if row is None:
-            return {
-                "url": None,
-                "etag": None,
-                "last_modified": None,
-                "consecutive_errors": 0,
-                "retry_after_until": None,
-                "moved_to": None,
-                "disabled": None,
-                "last_success": None,
-                "last_new": None,
-                "failing_alerted": 0,
-                "quiet_alerted": 0,
-                "next_poll": None,
-                "ttl": None,
-            }
-        columns = [d[0] for d in self.db.execute("SELECT * FROM feeds LIMIT 0").description]
-        return dict(zip(columns, row, strict=True))
+    def feed_state(self, name: str) -> FeedState:
+        """The stored state of one feed (only its name for a feed never polled)."""
+        row = self.db.execute(f"SELECT {_COLUMNS} FROM feeds WHERE name = ?", [name]).fetchone()
+        return FeedState(name) if row is None else _feed_state(row)
 
     def record_fetch(
         self,
@@ -136,8 +151,12 @@ class FeedsMixin(StoreBase):
                 f"UPDATE feeds SET {assignments} WHERE name = ?", [*flags.values(), name]
             )
 
-    def feeds(self) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT * FROM feeds ORDER BY name"))
+    def feeds(self) -> list[FeedState]:
+        """Every feed ever polled, by name."""
+        return [
+            _feed_state(row)
+            for row in self.db.execute(f"SELECT {_COLUMNS} FROM feeds ORDER BY name")
+        ]
 
     def broken_feeds(self, failures: int) -> set[str]:
         """Feeds that failed at least ``failures`` times in a row, or stopped (410)."""
