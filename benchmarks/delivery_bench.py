@@ -313,7 +313,7 @@ def settings_default(name: str) -> Any:
 def fill_template(path: Path, count: int, seed: str) -> tuple[int, float]:
     """A database with ``count`` pending alerts for ``hook``, stored the daemon's way (word
     rarity refreshed as the polls do); (articles stored, seconds)."""
-    from monitor.pipeline import refresh_vocabulary
+    from monitor.backlog import refresh_vocabulary
     from monitor.store import Store
     from monitor.stories import Vocabulary
 

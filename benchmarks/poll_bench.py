@@ -553,11 +553,12 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
     import logging
     import pstats
 
+    from monitor.backlog import Backlog
     from monitor.fetch import Fetcher
     from monitor.match import Matcher
     from monitor.models import FeedConfig
     from monitor.parse import ParsePool
-    from monitor.pipeline import Backlog, PollContext, in_flight, poll_feed
+    from monitor.pipeline import PollContext, in_flight, poll_feed
     from monitor.ruleset import load_rules, resolve_references
     from monitor.store import Store
 

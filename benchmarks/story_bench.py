@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from poll_bench import _story
 
+from monitor.backlog import refresh_vocabulary
 from monitor.models import Article
-from monitor.pipeline import refresh_vocabulary
 from monitor.store import Store
 from monitor.stories import Packed, Sketch, Vocabulary, best_story, sketch, unpack
 

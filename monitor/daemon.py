@@ -37,6 +37,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor import systemd
+from monitor.backlog import Backlog, refresh_vocabulary
 from monitor.config import Settings, load_settings
 from monitor.deliver import Channel, build_channels, deliver_due
 from monitor.errors import ConfigError, ConfigErrors, StorageBusy, StorageError
@@ -46,13 +47,7 @@ from monitor.metrics import Metrics
 from monitor.metrics import serve as serve_metrics
 from monitor.models import Digest, FeedConfig, PendingDelivery
 from monitor.parse import ParsePool
-from monitor.pipeline import (
-    Backlog,
-    PollContext,
-    in_flight,
-    poll_feed,
-    refresh_vocabulary,
-)
+from monitor.pipeline import PollContext, in_flight, poll_feed
 from monitor.ruleset import load_rules, resolve_references, rule_files
 from monitor.store import Store
 from monitor.stories import Vocabulary

@@ -290,7 +290,7 @@ class PollResult:
     #: The feed must not be polled again (410 Gone): the scheduler drops it.
     stopped: bool = False
     #: Articles stored for story clustering after the poll (a first poll's backlog:
-    #: monitor.pipeline.cluster_backlog).
+    #: monitor.backlog.cluster_backlog).
     unclustered: int = 0
     #: Alerts made by clustering first polls' backlogs before this poll's articles were
     #: stored (held hits their copies corroborated).

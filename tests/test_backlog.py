@@ -1,5 +1,5 @@
 """Story clustering after the poll for a first poll's backlog (Store.cluster_pending,
-pipeline.Backlog): the same stories as clustering while storing, the same alerts, nothing
+monitor.backlog.Backlog): the same stories as clustering while storing, the same alerts, nothing
 lost across a stop. Real SQLite files, the hand-labelled articles of test_stories."""
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import pytest
 from conftest import Clock
 from test_stories import LABELLED, VOCABULARY, article, hit
 
+from monitor.backlog import Backlog, cluster_backlog
 from monitor.models import AlertPolicy, Article, PollResult
-from monitor.pipeline import Backlog, PollContext, cluster_backlog
+from monitor.pipeline import PollContext
 from monitor.store import Store
 from monitor.stories import Vocabulary
 
@@ -211,7 +212,7 @@ def test_backlog_clusters_what_a_poll_left_and_what_an_earlier_run_left(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
-    with caplog.at_level(logging.INFO, logger="monitor.pipeline"):
+    with caplog.at_level(logging.INFO, logger="monitor.backlog"):
         asyncio.run(main())
     assert {u for g in partition(store) for u in g} == set(keys)
     assert found == []  # no deliveries: nothing was held
