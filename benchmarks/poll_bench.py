@@ -624,8 +624,8 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
             if profile is not None:
                 profile.enable()
             # The daemon's search indexer runs beside the polls, on its own thread and
-            # connection, every 2 s (monitor.daemon: _index_search); the cycle ends when
-            # everything stored is also searchable.
+            # connection, every 2 s (monitor.daemon.process: _index_search); the cycle
+            # ends when everything stored is also searchable.
             indexing = asyncio.ensure_future(_index_until(store.path, polls_done))
             results = await asyncio.gather(
                 *(backlog.polled(poll_feed(f, matcher, ctx)) for f in feeds)
@@ -670,9 +670,9 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
 
 
 async def _index_until(path: Path, polls_done: asyncio.Event) -> None:
-    """What the daemon's search index job does (monitor.daemon.SearchIndexer, every
-    INDEX_EVERY seconds), until the polls are done and the index has caught up."""
-    from monitor.daemon import INDEX_EVERY, SearchIndexer
+    """What the daemon's search index job does (monitor.daemon.indexer.SearchIndexer,
+    every INDEX_EVERY seconds), until the polls are done and the index has caught up."""
+    from monitor.daemon.indexer import INDEX_EVERY, SearchIndexer
 
     indexer = SearchIndexer(path)
     try:

@@ -77,7 +77,7 @@ def main(verbose: int) -> None:
 
 
 def _run_daemon(settings: Settings) -> int:
-    from monitor.daemon import Daemon
+    from monitor.daemon.process import Daemon
 
     try:
         daemon = Daemon(settings)
@@ -156,7 +156,7 @@ def check(config_path: Path) -> None:
     Example:
       news-monitor check --config /etc/news-monitor/config.yaml
     """
-    from monitor.daemon import validate
+    from monitor.daemon.loading import validate
 
     settings = settings_for(config_path, secrets=True)
     try:
@@ -420,7 +420,7 @@ def test_rule(
     from datetime import timedelta
 
     from monitor.config import parse_duration
-    from monitor.daemon import utcnow
+    from monitor.daemon.process import utcnow
     from monitor.ruleset import load_rule_file, load_rules, rule_from_source
     from monitor.ruletest import compare
     from monitor.store import Store
