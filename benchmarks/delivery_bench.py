@@ -983,7 +983,7 @@ def report_backlog(args: argparse.Namespace, result: Latency, throughput: float)
 
 
 def setup_logging(path: Path) -> None:
-    """The daemon's logging (monitor.cli): INFO, one line per event, here to a file."""
+    """The daemon's logging (monitor.cli.logs): INFO, one line per event, here to a file."""
     logging.basicConfig(
         level=logging.INFO,
         stream=open(path, "a"),  # noqa: SIM115 (kept open for the whole run)

@@ -561,7 +561,7 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
     from monitor.ruleset import load_rules, resolve_references
     from monitor.store import Store
 
-    # The daemon's logging (monitor.cli): INFO, one line per event, on stderr.
+    # The daemon's logging (monitor.cli.logs): INFO, one line per event, on stderr.
     logging.basicConfig(
         level=logging.getLevelName(args.log_level),
         stream=sys.stderr,
