@@ -37,8 +37,8 @@ body, which the parent reads afterwards. Its CPU time is shown per run.
 2. **Latency, stored to accepted.** A producer stores ``--latency-articles`` articles, one
    ``Store.save`` each (one hit each), at ``--rate`` articles a second, on the event loop
    like the daemon's polls. ``ours``: the daemon's delivery loops (one for the channel, one
-   for unknown channels, as ``Daemon._delivery_loop`` runs them) woken by an asyncio.Event
-   set right after each save, else every ``--interval`` seconds (the daemon's
+   for unknown channels, as ``DeliveryLoops._delivery_loop`` runs them) woken by an
+   asyncio.Event set right after each save, else every ``--interval`` seconds (the daemon's
    ``delivery.interval``); ``apprise``: the same saves into a database of its own, each
    followed at once by ``notify`` of the alert (pre-rendered). The time of an alert is from
    ``time.perf_counter()`` right after ``Store.save`` returned (committed) to the receiver
@@ -652,9 +652,9 @@ async def daemon_loops(
     interval: float,
     passes: list[int],
 ) -> None:
-    """Daemon._delivery_loop for the one channel and for unknown channels; each adds its
-    event to ``wakes``, which the producer sets after a save, as the daemon does after a
-    poll that stored hits."""
+    """DeliveryLoops._delivery_loop for the one channel and for unknown channels; each adds
+    its event to ``wakes``, which the producer sets after a save, as the daemon does after
+    a poll that stored hits."""
     from monitor.deliver import deliver_due
 
     rules = policies()
@@ -983,7 +983,7 @@ def report_backlog(args: argparse.Namespace, result: Latency, throughput: float)
 
 
 def setup_logging(path: Path) -> None:
-    """The daemon's logging (monitor.cli): INFO, one line per event, here to a file."""
+    """The daemon's logging (monitor.cli.logs): INFO, one line per event, here to a file."""
     logging.basicConfig(
         level=logging.INFO,
         stream=open(path, "a"),  # noqa: SIM115 (kept open for the whole run)

@@ -562,7 +562,7 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
     from monitor.ruleset import load_rules, resolve_references
     from monitor.store import Store
 
-    # The daemon's logging (monitor.cli): INFO, one line per event, on stderr.
+    # The daemon's logging (monitor.cli.logs): INFO, one line per event, on stderr.
     logging.basicConfig(
         level=logging.getLevelName(args.log_level),
         stream=sys.stderr,
@@ -625,8 +625,8 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
             if profile is not None:
                 profile.enable()
             # The daemon's search indexer runs beside the polls, on its own thread and
-            # connection, every 2 s (monitor.daemon: _index_search); the cycle ends when
-            # everything stored is also searchable.
+            # connection, every 2 s (monitor.daemon.process: _index_search); the cycle
+            # ends when everything stored is also searchable.
             indexing = asyncio.ensure_future(_index_until(store.path, polls_done))
             results = await asyncio.gather(
                 *(backlog.polled(poll_feed(f, matcher, ctx)) for f in feeds)
@@ -671,9 +671,9 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
 
 
 async def _index_until(path: Path, polls_done: asyncio.Event) -> None:
-    """What the daemon's search index job does (monitor.daemon.SearchIndexer, every
-    INDEX_EVERY seconds), until the polls are done and the index has caught up."""
-    from monitor.daemon import INDEX_EVERY, SearchIndexer
+    """What the daemon's search index job does (monitor.daemon.indexer.SearchIndexer,
+    every INDEX_EVERY seconds), until the polls are done and the index has caught up."""
+    from monitor.daemon.indexer import INDEX_EVERY, SearchIndexer
 
     indexer = SearchIndexer(path)
     try:

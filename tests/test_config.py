@@ -138,7 +138,7 @@ def test_feed_list_mistakes_are_located_in_the_file_that_has_them(tmp_path: Path
 
 
 def test_a_channel_apprise_cannot_use_is_reported_at_its_line(tmp_path: Path) -> None:
-    from monitor.daemon import validate
+    from monitor.daemon.loading import validate
 
     path = write(
         tmp_path,

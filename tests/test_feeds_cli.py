@@ -17,7 +17,7 @@ from conftest import write_project
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.cli_feeds import feeds
+from monitor.cli.feeds import feeds
 from monitor.config import _FEED_NAME, load_settings
 from monitor.errors import ConfigError
 from monitor.feedsfile import NewFeed, add_feeds, remove_feed, set_enabled
@@ -469,7 +469,7 @@ def test_through_the_main_command(project: Path) -> None:
     from monitor.cli import main
 
     if main.commands.get("feeds") is not feeds:
-        pytest.skip("monitor.cli does not use monitor.cli_feeds.feeds yet")
+        pytest.skip("monitor.cli does not use monitor.cli.feeds.feeds yet")
     result = CliRunner().invoke(
         main, ["feeds", "add", "kyiv", "https://kyivindependent.com/feed/", "-c", str(project)]
     )

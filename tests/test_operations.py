@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from conftest import Clock, write_project
 
 from monitor.cli import main
-from monitor.daemon import SearchIndexer
+from monitor.daemon.indexer import SearchIndexer
 from monitor.errors import StorageBusy, StorageError
 from monitor.models import Article, Hit
 from monitor.store import Store

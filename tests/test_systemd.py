@@ -223,7 +223,7 @@ def test_a_start_that_upgrades_the_database_asks_for_more_time(
 ) -> None:
     import sqlite_utils
 
-    from monitor.daemon import UPGRADE_TIMEOUT, announce_upgrade
+    from monitor.daemon.process import UPGRADE_TIMEOUT, announce_upgrade
     from monitor.store import Store, migrations
 
     path = tmp_path / "news.db"

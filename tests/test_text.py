@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from monitor.cli import _MaskedFormatter
+from monitor.cli.logs import MaskedFormatter
 from monitor.text import (
     content_hash,
     fold,
@@ -177,7 +177,7 @@ def test_mask_url_takes_what_a_client_would_send_as_userinfo(text: str, masked: 
 def test_every_log_line_and_traceback_the_daemon_writes_is_masked() -> None:
     """The last guard behind each message's own masking: a library's exception text
     may quote a feed URL whole."""
-    formatter = _MaskedFormatter("%(levelname)s %(message)s")
+    formatter = MaskedFormatter("%(levelname)s %(message)s")
     try:
         raise ValueError("cannot fetch http://reader:s3cret@example.org/feed")
     except ValueError:
@@ -191,12 +191,12 @@ def test_every_log_line_and_traceback_the_daemon_writes_is_masked() -> None:
 
 
 def test_a_poll_outlasting_its_interval_is_not_a_warning_at_every_tick() -> None:
-    from monitor.cli import _expected
+    from monitor.cli.logs import expected
 
     def record(name: str, message: str) -> logging.LogRecord:
         return logging.LogRecord(name, logging.WARNING, __file__, 1, message, (), None)
 
     skipped = 'Execution of job "%s" skipped: maximum number of running instances reached (%d)'
-    assert not _expected(record("apscheduler.scheduler", skipped))
-    assert _expected(record("apscheduler.scheduler", "Run time of job was missed by 0:00:05"))
-    assert _expected(record("monitor.pipeline", "maximum number of running instances reached"))
+    assert not expected(record("apscheduler.scheduler", skipped))
+    assert expected(record("apscheduler.scheduler", "Run time of job was missed by 0:00:05"))
+    assert expected(record("monitor.pipeline", "maximum number of running instances reached"))

@@ -1,21 +1,23 @@
-"""What every `news-monitor` command shares: the --config option, loading the settings
-with errors printed, the feed health words. Its own module so that monitor.cli and
-monitor.cli_feeds both import it, whichever is imported first."""
+"""What the `news-monitor` commands share: the --config option, loading the settings
+with errors printed, the opened database, the feed health words, --since/--until times
+and JSON-or-nothing listings. Its own module so that every command module imports it,
+whichever is imported first."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
 
-from monitor.config import Settings, load_settings
+from monitor.config import Settings, load_settings, parse_duration
 from monitor.errors import ConfigErrors, MonitorError
 from monitor.models import FeedState
 
@@ -104,3 +106,32 @@ def opened_store(settings: Settings, *, readonly: bool = False) -> Iterator[Stor
 def current_time() -> datetime:
     """The current time, to the second, for commands that record or compare it."""
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def moment(value: str | None, param: str) -> Any:
+    """--since/--until: a duration back from now (7d, 12h) or a date (2026-11-30, or
+    2026-11-30T08:00, UTC)."""
+    if value is None:
+        return None
+    seconds = parse_duration(value)
+    if seconds is not None:
+        return current_time() - timedelta(seconds=seconds)
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither a duration (7d, 12h) nor a date (2026-11-30)", param_hint=param
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def listed(rows: list[dict[str, Any]], as_json: bool, empty: str) -> bool:
+    """Print ``rows`` as one JSON array, or ``empty`` when there are none; True when
+    nothing more is to be printed."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return True
+    if not rows:
+        click.echo(empty)
+        return True
+    return False

@@ -1,8 +1,7 @@
 """`news-monitor feeds`: list the configured feeds, and add, remove, pause, resume,
 import (OPML) and export them by editing the settings files in place.
 
-monitor.cli imports this module and adds the group to `main`; what both use is in
-monitor.cli_common.
+monitor.cli adds the group to `main`; what every command shares is in monitor.cli.common.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from monitor.cli_common import (
+from monitor.cli.common import (
     config_option,
     current_time,
     health_of,
