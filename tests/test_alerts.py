@@ -141,7 +141,7 @@ def test_a_storm_from_one_poll_becomes_one_summary(
     created = save(store, clock, items, storm=10)
     assert len(created) == 2  # one summary per channel
     rows = store.deliveries(limit=100)
-    assert sum(r["status"] == "batched" for r in rows) == 60
+    assert sum(r.status == "batched" for r in rows) == 60
     channels = channels_for([ChannelConfig("chat", webhook.url())])
     assert deliver(store, channels, clock, only=("chat",)) == (1, 0)
     [body] = messages(webhook)
@@ -181,7 +181,7 @@ def test_silences_mute_rule_feed_and_story_and_expire(
     save(store, clock, [(article(4), [hit("sanctions")])])
     assert deliver(store, channels, clock) == (1, 0)
     assert len(messages(webhook)) == 2
-    assert [s["id"] for s in store.silences(clock())] == [3, 2]
+    assert [s.id for s in store.silences(clock())] == [3, 2]
 
 
 # --- quiet hours and digests ----------------------------------------------------------

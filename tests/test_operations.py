@@ -74,7 +74,7 @@ def test_the_search_index_survives_deleting_indexed_and_unindexed_articles(
     assert store.search("sanction") == [] and store.unindexed() == 1
     save(store, clock, [(article("a4", "New sanctions package", "More of them."), [])])
     assert store.index_search() == 2 and store.unindexed() == 0
-    assert [r["link"][-2:] for r in store.search("sanction OR drills")] == ["a4", "a3"]
+    assert [r.link[-2:] for r in store.search("sanction OR drills")] == ["a4", "a3"]
     # The index now matches the articles exactly (rank 1: against the content table too);
     # an FTS5 'delete' of the row that was never added would have broken it.
     store.db.execute("INSERT INTO articles_fts (articles_fts, rank) VALUES ('integrity-check', 1)")
@@ -139,12 +139,12 @@ def test_the_search_index_merges_sixteen_segments_at_a_time(store: Store, clock:
 def test_search_ranks_stems_highlights_and_filters(filled: Store, clock: Clock) -> None:
     found = filled.search("sanction")
     # Stemmed ("sanctions", "sanctioned"); the title match ranks first.
-    assert [r["link"].rsplit("/", 1)[1] for r in found] == ["a1", "a2"]
-    assert found[0]["title"] == "EU adopts new [sanctions] on Russian banks"
-    assert "[sanctioned]" in found[1]["snippet"]
-    assert found[0]["rules"] == "sanctions" and found[1]["rules"] is None
-    assert [r["link"][-2:] for r in filled.search('"prisoner exchange" AND istanbul')] == ["a2"]
-    assert filled.search("title:drills")[0]["link"].endswith("a3")
+    assert [r.link.rsplit("/", 1)[1] for r in found] == ["a1", "a2"]
+    assert found[0].title == "EU adopts new [sanctions] on Russian banks"
+    assert "[sanctioned]" in found[1].snippet
+    assert found[0].rules == "sanctions" and found[1].rules is None
+    assert [r.link[-2:] for r in filled.search('"prisoner exchange" AND istanbul')] == ["a2"]
+    assert filled.search("title:drills")[0].link.endswith("a3")
     assert filled.search("drill*", feed="other") == []
     assert filled.search("sanction", since=clock() + timedelta(seconds=1)) == []
     with pytest.raises(StorageError, match=r"cannot search for 'AND AND'.*exact phrases"):

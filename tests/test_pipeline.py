@@ -516,11 +516,11 @@ def test_the_same_wire_story_in_two_feeds_is_one_story_alerted_once(
         ("troop-movements", "chat", "pending")
     ]
     stories = store.stories()
-    troop_story = next(s for s in stories if s["sources"] == 2)
-    assert troop_story["articles"] == 2 and troop_story["outlets"] == [
+    troop_story = next(s for s in stories if s.sources == 2)
+    assert troop_story.articles == 2 and troop_story.outlets == (
         "wire.example",
         "daily.example",
-    ]
+    )
     assert len(stories) == 2  # and the bakery is a story of its own
 
 

@@ -78,7 +78,7 @@ def save(
 
 
 def stories(store: Store) -> list[tuple[int, int]]:
-    return [(r["articles"], r["sources"]) for r in store.stories(limit=10_000)]
+    return [(r.articles, r.sources) for r in store.stories(limit=10_000)]
 
 
 def test_clustering_quality_on_the_labelled_articles_stays_high() -> None:

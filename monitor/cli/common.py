@@ -9,7 +9,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,11 +125,13 @@ def moment(value: str | None, param: str) -> Any:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def listed(rows: list[dict[str, Any]], as_json: bool, empty: str) -> bool:
-    """Print ``rows`` as one JSON array, or ``empty`` when there are none; True when
-    nothing more is to be printed."""
+def listed(rows: Sequence[Any], as_json: bool, empty: str) -> bool:
+    """Print ``rows`` (records of the store's read side) as one JSON array, or ``empty``
+    when there are none; True when nothing more is to be printed."""
+    from monitor.store.interface import plain  # here: the store loads only when used
+
     if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(plain(rows), indent=2, ensure_ascii=False))
         return True
     if not rows:
         click.echo(empty)

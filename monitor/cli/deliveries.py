@@ -15,6 +15,7 @@ from monitor.cli.common import (
     settings_for,
     subcommand_config,
 )
+from monitor.text import stamp, stamp_or_none
 
 DELIVERY_STATES = ("pending", "deferred", "sent", "dead", "muted", "batched")
 
@@ -53,23 +54,20 @@ def deliveries(
         return
     colors = {"sent": "green", "dead": "red", "pending": "yellow", "deferred": "cyan"}
     for row in rows:
-        state = click.style(f"{row['status']:<8}", fg=colors.get(row["status"]))
-        click.echo(
-            f"#{row['id']:<6} {state} {row['channel']:<12} {row['kind']:<6} "
-            f"{row['what']}: {row['title']}"
-        )
-        detail = f"key {row['key']}, attempts {row['attempts']}, queued {row['created_at']}"
-        if row["status"] == "pending":
-            detail += f", next try {row['next_attempt_at']}"
-        elif row["status"] == "sent":
-            detail += f", sent {row['sent_at']}"
-        elif row["status"] == "deferred":
-            detail += f", in {row['batch']} until {row['release_at']}"
-        elif row["status"] == "batched":
-            detail += f", sent in digest delivery of digest #{row['in_digest']}"
+        state = click.style(f"{row.status:<8}", fg=colors.get(row.status))
+        click.echo(f"#{row.id:<6} {state} {row.channel:<12} {row.kind:<6} {row.what}: {row.title}")
+        detail = f"key {row.key}, attempts {row.attempts}, queued {stamp(row.created_at)}"
+        if row.status == "pending":
+            detail += f", next try {stamp(row.next_attempt_at)}"
+        elif row.status == "sent":
+            detail += f", sent {stamp_or_none(row.sent_at)}"
+        elif row.status == "deferred":
+            detail += f", in {row.batch} until {stamp_or_none(row.release_at)}"
+        elif row.status == "batched":
+            detail += f", sent in digest delivery of digest #{row.in_digest}"
         click.echo(f"        {detail}")
-        if row["last_error"] and row["status"] != "sent":
-            click.echo(f"        last error: {row['last_error']}")
+        if row.last_error and row.status != "sent":
+            click.echo(f"        last error: {row.last_error}")
 
 
 @deliveries.command("retry")

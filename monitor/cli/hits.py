@@ -7,13 +7,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from monitor.cli.common import config_option, listed, moment, opened_store, settings_for
 from monitor.config import Settings
 from monitor.errors import MonitorError
+from monitor.text import stamp
+
+if TYPE_CHECKING:
+    from monitor.store.interface import HitRow
 
 HIT_COLUMNS = (
     "id",
@@ -84,39 +88,41 @@ def hits(
         _print_hit(row)
 
 
-def _write_csv(rows: list[dict[str, Any]]) -> None:
+def _write_csv(rows: list[HitRow]) -> None:
     """--csv: a header row of HIT_COLUMNS, then a row a hit (its terms joined by "; ")."""
     import csv
+
+    from monitor.store.interface import plain
 
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(HIT_COLUMNS)
     for row in rows:
+        data = plain(row)
         writer.writerow(
-            "; ".join(row["terms"]) if key == "terms" else row.get(key) for key in HIT_COLUMNS
+            "; ".join(row.terms) if key == "terms" else data[key] for key in HIT_COLUMNS
         )
 
 
-def _print_hit(row: dict[str, Any]) -> None:
+def _print_hit(row: HitRow) -> None:
     """One hit for people: what fired on which article, why, and where it was sent (or
     why it was not)."""
     click.echo(
-        f"{row['created_at']}  {click.style(row['rule'], bold=True)}  "
-        f"[{row['feed']}] {row['title']}"
+        f"{stamp(row.created_at)}  {click.style(row.rule, bold=True)}  [{row.feed}] {row.title}"
     )
-    click.echo(f"    matched: {', '.join(row['terms'])}")
-    click.echo(f"    why:     {row['snippet']}")
-    sent = row["deliveries"] or (
-        f"- ({row['muted']})"
-        if row["muted"]
+    click.echo(f"    matched: {', '.join(row.terms)}")
+    click.echo(f"    why:     {row.snippet}")
+    sent = row.deliveries or (
+        f"- ({row.muted})"
+        if row.muted
         else "- (held until the story has more sources)"
-        if row["held"]
+        if row.held
         else "- (its story was already alerted)"
-        if row["story_id"] is not None
+        if row.story_id is not None
         else "-"
     )
-    click.echo(f"    link:    {row['link']}   sent: {sent}")
-    if row["story_id"] is not None:
-        click.echo(f"    story:   #{row['story_id']} ({row['story_sources']} sources)")
+    click.echo(f"    link:    {row.link}   sent: {sent}")
+    if row.story_id is not None:
+        click.echo(f"    story:   #{row.story_id} ({row.story_sources} sources)")
 
 
 @click.command()
@@ -150,28 +156,32 @@ def stories(
     if story_id is not None and not rows:
         raise click.ClickException(f"no story #{story_id}; `news-monitor stories` lists them")
     if as_json:
+        from monitor.store.interface import plain
+
         click.echo(
-            json.dumps(rows[0] if story_id is not None else rows, indent=2, ensure_ascii=False)
+            json.dumps(
+                plain(rows[0] if story_id is not None else rows), indent=2, ensure_ascii=False
+            )
         )
         return
     if not rows:
         click.echo("No stories yet.")
         return
     for row in rows:
-        sources = f"{row['sources']} source{'s' if row['sources'] != 1 else ''}"
+        sources = f"{row.sources} source{'s' if row.sources != 1 else ''}"
         click.echo(
-            f"#{row['id']}  {click.style(sources, bold=True)}  {row['title']}  "
-            f"({row['articles']} articles, {row['hits']} hits; "
-            f"{row['first_seen']} .. {row['last_seen']})"
+            f"#{row.id}  {click.style(sources, bold=True)}  {row.title}  "
+            f"({row.articles} articles, {row.hits} hits; "
+            f"{stamp(row.first_seen)} .. {stamp(row.last_seen)})"
         )
-        click.echo(f"    {', '.join(row['outlets'])}")
-        for article in row.get("articles_list", []):
-            rules = f"  hits: {article['rules']}" if article["rules"] else ""
+        click.echo(f"    {', '.join(row.outlets)}")
+        for article in row.articles_list:
+            rules = f"  hits: {article.rules}" if article.rules else ""
             click.echo(
-                f"    {article['seen_at']}  [{article['feed']}] {article['source']}: "
-                f"{article['title']}{rules}"
+                f"    {stamp(article.seen_at)}  [{article.feed}] {article.source}: "
+                f"{article.title}{rules}"
             )
-            click.echo(f"        {article['link']}")
+            click.echo(f"        {article.link}")
 
 
 @click.command()
@@ -221,10 +231,10 @@ def search(
     if listed(rows, as_json, "No stored article matches."):
         return
     for row in rows:
-        rules = f"  hits: {row['rules']}" if row["rules"] else ""
-        click.echo(f"{row['seen_at']}  [{row['feed']}] {_printable(row['title'])}{rules}")
-        click.echo(f"    {_printable(row['snippet'])}")
-        click.echo(f"    {row['link']}")
+        rules = f"  hits: {row.rules}" if row.rules else ""
+        click.echo(f"{stamp(row.seen_at)}  [{row.feed}] {_printable(row.title)}{rules}")
+        click.echo(f"    {_printable(row.snippet)}")
+        click.echo(f"    {row.link}")
 
 
 def _catch_up_search_index(settings: Settings) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from monitor.cli.common import config_option, current_time, listed, opened_store, settings_for
+from monitor.text import stamp
 
 
 @click.group()
@@ -121,10 +122,10 @@ def silence_list(everything: bool, as_json: bool, config_path: Path) -> None:
     if listed(rows, as_json, "No silences." if everything else "No active silences."):
         return
     for row in rows:
-        state = "active" if row["active"] else ("lifted" if row["lifted_at"] else "expired")
-        reason = f"  ({row['reason']})" if row["reason"] else ""
+        state = "active" if row.active else ("lifted" if row.lifted_at else "expired")
+        reason = f"  ({row.reason})" if row.reason else ""
         click.echo(
-            f"#{row['id']:<4} {state:<8} {row['kind']} {row['target']} until {row['until']}{reason}"
+            f"#{row.id:<4} {state:<8} {row.kind} {row.target} until {stamp(row.until)}{reason}"
         )
 
 

@@ -7,7 +7,8 @@ import contextlib
 import functools
 import inspect
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -17,6 +18,7 @@ import sqlite_utils
 from monitor.errors import StorageBusy, StorageError
 from monitor.store import schema
 from monitor.store.migrations import migrations
+from monitor.text import unstamp
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -96,6 +98,27 @@ def _filters(*pairs: tuple[str, Any]) -> tuple[str, list[Any]]:
     if not used:
         return "", []
     return "WHERE " + " AND ".join(c for c, _ in used), [v for _, v in used]
+
+
+R = TypeVar("R")
+
+
+def record_of(cls: type[R], row: Mapping[str, Any]) -> R:
+    """The record ``cls`` (a frozen dataclass) of a row read by column name: stored
+    stamps become aware datetimes, 0/1 become booleans, lists become tuples."""
+    values: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name not in row:
+            continue
+        value, kind = row[f.name], str(f.type)
+        if "datetime" in kind:
+            value = unstamp(value)
+        elif kind == "bool":
+            value = bool(value)
+        elif kind.startswith("tuple") and isinstance(value, list):
+            value = tuple(value)
+        values[f.name] = value
+    return cls(**values)
 
 
 def one_value(db: sqlite_utils.Database, sql: str, *args: Any) -> int:

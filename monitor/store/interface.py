@@ -10,6 +10,7 @@ the others that cross module boundaries (pure deciders such as monitor.health re
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -23,6 +24,142 @@ from monitor.models import (
     Rule,
 )
 from monitor.stories import Vocabulary
+from monitor.text import stamp
+
+# --- records of the read side ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HitRow:
+    """A stored hit with its article, story and where it was sent."""
+
+    id: int
+    rule: str
+    rule_version: str
+    severity: str
+    #: The rule's terms found in the article, and the passage that says why.
+    terms: tuple[str, ...]
+    snippet: str
+    created_at: datetime
+    #: Waiting for its story to have the rule's min_sources.
+    held: bool
+    #: Why it was stored without an alert (realert window, silence, baseline), if so.
+    muted: str | None
+    feed: str
+    title: str
+    link: str
+    published: datetime | None
+    story_id: int | None
+    story_sources: int | None
+    #: "channel:status" of each delivery, space-separated; None: none made.
+    deliveries: str | None
+
+
+@dataclass(frozen=True)
+class StoryArticle:
+    """One article of a story."""
+
+    id: int
+    feed: str
+    #: The outlet (its site), what a story counts as a source.
+    source: str
+    title: str
+    link: str
+    seen_at: datetime
+    #: The rules that hit it, space-separated; None: none.
+    rules: str | None
+
+
+@dataclass(frozen=True)
+class StoryRow:
+    """One story: an event carried by one or more outlets."""
+
+    id: int
+    title: str
+    first_seen: datetime
+    last_seen: datetime
+    articles: int
+    sources: int
+    first_article_id: int | None
+    #: The outlets, in the order they joined.
+    outlets: tuple[str, ...]
+    hits: int
+    #: Its articles, oldest first (only when one story was asked for).
+    articles_list: tuple[StoryArticle, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    """One row of the outbox, with what it carries."""
+
+    id: int
+    key: str
+    channel: str
+    #: pending, deferred, batched, sent, dead or muted.
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    #: The digest batch a deferred delivery waits for, and when it is released.
+    batch: str | None
+    release_at: datetime | None
+    #: The digest a batched delivery went out in.
+    in_digest: int | None
+    step: int
+    #: alert, notice or digest.
+    kind: str
+    #: The rule, "notice:<kind>" or "digest:<reason>".
+    what: str
+    title: str
+
+
+@dataclass(frozen=True)
+class SilenceRow:
+    """A time-boxed mute of a rule, a feed or a story."""
+
+    id: int
+    #: rule, feed or story.
+    kind: str
+    target: str
+    until: datetime
+    reason: str
+    created_at: datetime
+    lifted_at: datetime | None
+    active: bool
+
+
+@dataclass(frozen=True)
+class SearchRow:
+    """A stored article found by full-text search."""
+
+    id: int
+    feed: str
+    link: str
+    published: datetime | None
+    seen_at: datetime
+    story_id: int | None
+    #: The title and a snippet with the matched words between the caller's marks.
+    title: str
+    snippet: str
+    #: BM25 (lower is better).
+    rank: float
+    #: The rules that hit it, space-separated; None: none.
+    rules: str | None
+
+
+def plain(record: Any) -> Any:
+    """A record as JSON-ready data (a dict of its fields): times as stored stamps
+    (``2026-11-24T07:21:13Z``), tuples as lists."""
+    if is_dataclass(record) and not isinstance(record, type):
+        return {f.name: plain(getattr(record, f.name)) for f in fields(record)}
+    if isinstance(record, datetime):
+        return stamp(record)
+    if isinstance(record, tuple | list):
+        return [plain(item) for item in record]
+    return record
+
 
 # --- one Protocol per consumer --------------------------------------------------------
 
@@ -146,17 +283,17 @@ class ReadSide(Protocol):
         feed: str | None = ...,
         since: datetime | None = ...,
         until: datetime | None = ...,
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[HitRow]: ...
 
     def stories(
         self, *, limit: int = ..., min_sources: int = ..., story_id: int | None = ...
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[StoryRow]: ...
 
     def deliveries(
         self, *, status: str | None = ..., channel: str | None = ..., limit: int = ...
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[DeliveryRow]: ...
 
-    def silences(self, now: datetime, *, everything: bool = ...) -> list[dict[str, Any]]: ...
+    def silences(self, now: datetime, *, everything: bool = ...) -> list[SilenceRow]: ...
 
     def search(
         self,
@@ -166,7 +303,7 @@ class ReadSide(Protocol):
         feed: str | None = ...,
         since: datetime | None = ...,
         mark: tuple[str, str] = ...,
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[SearchRow]: ...
 
     def stats(self, now: datetime, feeds: Collection[str] | None = ...) -> dict[str, Any]: ...
 

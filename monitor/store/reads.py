@@ -7,7 +7,8 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitor.store.base import StoreBase, _filters, one_value
+from monitor.store.base import StoreBase, _filters, one_value, record_of
+from monitor.store.interface import DeliveryRow, HitRow, StoryArticle, StoryRow
 from monitor.text import stamp
 
 
@@ -20,7 +21,7 @@ class ReadsMixin(StoreBase):
         feed: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[HitRow]:
         """Most recent hits first (of ``rule``, of ``feed``, created in [since, until)),
         with their article, feed, story and delivery states; ``limit`` None: all."""
         clauses, args = _filters(
@@ -40,15 +41,11 @@ class ReadsMixin(StoreBase):
                 {clauses} ORDER BY h.created_at DESC, h.id DESC LIMIT ?""",
             [*args, -1 if limit is None else limit],
         )
-        out = []
-        for row in rows:
-            row["terms"] = json.loads(row["terms"])
-            out.append(row)
-        return out
+        return [record_of(HitRow, {**row, "terms": json.loads(row["terms"])}) for row in rows]
 
     def stories(
         self, *, limit: int = 20, min_sources: int = 1, story_id: int | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[StoryRow]:
         """Most recently active stories first, with their distinct sources; with
         ``story_id``, that story alone, with its articles and hits."""
         where, args = "WHERE s.sources >= ?", [min_sources]
@@ -67,19 +64,25 @@ class ReadsMixin(StoreBase):
                 [*args, limit],
             )
         )
-        for row in rows:
-            row["outlets"] = (row["outlets"] or "").split()
-            if story_id is not None:
-                row["articles_list"] = list(
-                    self.db.query(
-                        """SELECT a.id, a.feed, a.source, a.title, a.link, a.seen_at,
-                                  (SELECT group_concat(h.rule, ' ') FROM hits h
-                                     WHERE h.article_id = a.id) AS rules
-                           FROM articles a WHERE a.story_id = ? ORDER BY a.id""",
-                        [story_id],
-                    )
+        articles: tuple[StoryArticle, ...] = ()
+        if story_id is not None and rows:
+            articles = tuple(
+                record_of(StoryArticle, row)
+                for row in self.db.query(
+                    """SELECT a.id, a.feed, a.source, a.title, a.link, a.seen_at,
+                              (SELECT group_concat(h.rule, ' ') FROM hits h
+                                 WHERE h.article_id = a.id) AS rules
+                       FROM articles a WHERE a.story_id = ? ORDER BY a.id""",
+                    [story_id],
                 )
-        return rows
+            )
+        return [
+            record_of(
+                StoryRow,
+                {**row, "outlets": (row["outlets"] or "").split(), "articles_list": articles},
+            )
+            for row in rows
+        ]
 
     def stats(self, now: datetime, feeds: Collection[str] | None = None) -> dict[str, Any]:
         """What the database holds, for `news-monitor stats`; the feed counts among
@@ -158,13 +161,14 @@ class ReadsMixin(StoreBase):
 
     def deliveries(
         self, *, status: str | None = None, channel: str | None = None, limit: int = 50
-    ) -> list[dict[str, Any]]:
+    ) -> list[DeliveryRow]:
         """Newest deliveries first, with what they carry, for `news-monitor deliveries`."""
         clause, args = _filters(
             ("d.status = ?", status or None), ("d.channel = ?", channel or None)
         )
-        return list(
-            self.db.query(
+        return [
+            record_of(DeliveryRow, row)
+            for row in self.db.query(
                 f"""SELECT d.id, d.key, d.channel, d.status, d.attempts, d.next_attempt_at,
                            d.last_error, d.created_at, d.sent_at, d.batch, d.release_at,
                            d.in_digest, d.step,
@@ -182,7 +186,7 @@ class ReadsMixin(StoreBase):
                     {clause} ORDER BY d.id DESC LIMIT ?""",
                 [*args, limit],
             )
-        )
+        ]
 
     def pending_stories(self) -> int:
         """Articles stored without a story yet (see :meth:`cluster_pending`)."""

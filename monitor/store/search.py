@@ -5,10 +5,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from monitor.errors import StorageError
-from monitor.store.base import StoreBase, _busy, _filters, one_value
+from monitor.store.base import StoreBase, _busy, _filters, one_value, record_of
+from monitor.store.interface import SearchRow
 from monitor.text import stamp
 
 #: Articles added to the search index per transaction (about 0.25 ms each).
@@ -24,7 +24,7 @@ class SearchMixin(StoreBase):
         feed: str | None = None,
         since: datetime | None = None,
         mark: tuple[str, str] = ("[", "]"),
-    ) -> list[dict[str, Any]]:
+    ) -> list[SearchRow]:
         """Stored articles matching the full-text ``query`` (FTS5: words, "phrases",
         AND / OR / NOT, prefix*, title: scopes), best first (BM25, the title weighing
         most), with the matched words wrapped in ``mark`` in the title and a snippet."""
@@ -32,8 +32,9 @@ class SearchMixin(StoreBase):
             ("a.feed = ?", feed), ("a.seen_at >= ?", stamp(since) if since else None)
         )
         try:
-            return list(
-                self.db.query(
+            return [
+                record_of(SearchRow, row)
+                for row in self.db.query(
                     f"""SELECT a.id, a.feed, a.link, a.published, a.seen_at, a.story_id,
                                highlight(articles_fts, 0, ?, ?) AS title,
                                snippet(articles_fts, -1, ?, ?, '…', 24) AS snippet,
@@ -45,7 +46,7 @@ class SearchMixin(StoreBase):
                         ORDER BY rank LIMIT ?""",
                     [*mark, *mark, query, *args, limit],
                 )
-            )
+            ]
         except sqlite3.OperationalError as exc:
             raise StorageError(
                 f'cannot search for {query!r}: {exc}; write words, "exact phrases", '

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from monitor.store.base import StoreBase
+from monitor.store.base import StoreBase, record_of
+from monitor.store.interface import SilenceRow
 from monitor.text import stamp
 
 
@@ -21,19 +21,18 @@ class SilencesMixin(StoreBase):
             )
         return int(cursor.lastrowid or 0)
 
-    def silences(self, now: datetime, *, everything: bool = False) -> list[dict[str, Any]]:
+    def silences(self, now: datetime, *, everything: bool = False) -> list[SilenceRow]:
         """Active silences (``everything``: expired and lifted ones too), newest first."""
         where = "" if everything else "WHERE lifted_at IS NULL AND until > ?"
-        rows = list(
-            self.db.query(
-                f"""SELECT id, kind, target, until, reason, created_at, lifted_at
+        return [
+            record_of(SilenceRow, row)
+            for row in self.db.query(
+                f"""SELECT id, kind, target, until, reason, created_at, lifted_at,
+                           lifted_at IS NULL AND until > ? AS active
                     FROM silences {where} ORDER BY id DESC""",
-                [] if everything else [stamp(now)],
+                [stamp(now)] if everything else [stamp(now), stamp(now)],
             )
-        )
-        for row in rows:
-            row["active"] = row["lifted_at"] is None and row["until"] > stamp(now)
-        return rows
+        ]
 
     def lift_silence(self, silence_id: int, now: datetime) -> bool:
         with self._atomic():
