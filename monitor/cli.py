@@ -421,8 +421,7 @@ def test_rule(
 
     from monitor.config import parse_duration
     from monitor.daemon import utcnow
-    from monitor.ruleset import load_rule_file, load_rules, rule_from_source
-    from monitor.ruletest import compare
+    from monitor.match import compare, load_rule_file, load_rules, rule_from_source
     from monitor.store import Store
 
     settings = settings_for(config_path)
@@ -671,7 +670,7 @@ def _silence(kind: str, target: str, for_: str, reason: str, config_path: Path) 
         known = ", ".join(sorted(f.name for f in settings.feeds)) or "none"
         raise click.ClickException(f"no feed named {target!r} in {config_path} (feeds: {known})")
     if kind == "rule":
-        from monitor.ruleset import load_rules
+        from monitor.match import load_rules
 
         names = {r.name for r in load_rules(settings.rules_dir).rules}
         if target not in names:

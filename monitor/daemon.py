@@ -41,7 +41,7 @@ from monitor.config import Settings, load_settings
 from monitor.deliver import Channel, build_channels, deliver_due
 from monitor.errors import ConfigError, ConfigErrors, StorageBusy, StorageError
 from monitor.fetch import Fetcher
-from monitor.match import Matcher
+from monitor.match import Matcher, load_rules, resolve_references, rule_files
 from monitor.metrics import Metrics
 from monitor.metrics import serve as serve_metrics
 from monitor.models import Digest, FeedConfig, PendingDelivery
@@ -53,7 +53,6 @@ from monitor.pipeline import (
     poll_feed,
     refresh_vocabulary,
 )
-from monitor.ruleset import load_rules, resolve_references, rule_files
 from monitor.store import Store
 from monitor.stories import Vocabulary
 from monitor.text import word_frequencies

@@ -34,7 +34,7 @@ import monitor.parse.worker
 import monitor.parse.xmlfeed
 import monitor.parse.xmlguard
 from monitor.errors import FeedError
-from monitor.match import Matcher, field_texts
+from monitor.match import Matcher, field_texts, parse_query
 from monitor.models import Article, Rule
 from monitor.parse import (
     MAX_AUTHOR,
@@ -49,7 +49,6 @@ from monitor.parse import (
     default_context,
     parse_feed,
 )
-from monitor.query import parse_query
 from monitor.text import content_hash, normalize
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
