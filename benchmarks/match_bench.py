@@ -53,9 +53,8 @@ from typing import Any
 
 import ahocorasick
 
-from monitor.match import Matcher, field_texts
+from monitor.match import Matcher, compile_regex, field_texts, parse_query, parse_term
 from monitor.models import AllOf, AnyOf, Article, Condition, Near, Not, Regex, Rule, Term
-from monitor.query import compile_regex, parse_query, parse_term
 from monitor.text import normalize, surface_forms, word_frequencies
 
 DEFAULT_FIELDS = ("title", "content")

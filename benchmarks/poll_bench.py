@@ -555,11 +555,10 @@ async def _ours(args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
 
     from monitor.backlog import Backlog
     from monitor.fetch import Fetcher
-    from monitor.match import Matcher
+    from monitor.match import Matcher, load_rules, resolve_references
     from monitor.models import FeedConfig
     from monitor.parse import ParsePool
     from monitor.pipeline import PollContext, in_flight, poll_feed
-    from monitor.ruleset import load_rules, resolve_references
     from monitor.store import Store
 
     # The daemon's logging (monitor.cli.logs): INFO, one line per event, on stderr.

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from monitor.match import Matcher
+from monitor.match import Matcher, load_rules
 from monitor.models import Article
-from monitor.ruleset import load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 

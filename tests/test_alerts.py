@@ -509,7 +509,7 @@ def test_apprise_config_file_channel_and_an_email_digest(
 
 
 def test_rule_alert_keys_are_read_and_checked_with_their_line(tmp_path: Path) -> None:
-    from monitor.ruleset import load_rules
+    from monitor.match import load_rules
 
     (tmp_path / "a.yaml").write_text(
         "rules:\n"

@@ -7,9 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from monitor.cli import main
-from monitor.match import Matcher
+from monitor.match import Matcher, parse_query
 from monitor.models import Article, Rule
-from monitor.query import parse_query
 
 ROOT = Path(__file__).parent.parent
 RULES_DOC = (ROOT / "docs" / "rules.md").read_text()
@@ -74,7 +73,7 @@ def test_every_settings_key_is_documented() -> None:
 
 
 def test_every_rule_key_is_documented() -> None:
-    from monitor.ruleset import RULE_KEYS
+    from monitor.match import RULE_KEYS
 
     for key in RULE_KEYS:
         assert f"`{key}`" in RULES_DOC or f"{key}:" in RULES_DOC, key

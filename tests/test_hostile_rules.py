@@ -4,10 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.match import Matcher
+from monitor.match import Matcher, QueryError, load_rules, parse_query
 from monitor.models import Article
-from monitor.query import QueryError, parse_query
-from monitor.ruleset import load_rules
 
 REDOS = ["(a+)+$", "(a|a)*b", "(a|aa)+$", "(.*a){12}", "^(([a-z])+.)+[A-Z]([a-z])+$"]
 

@@ -3,10 +3,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.match import Matcher
+from monitor.match import Matcher, load_rule_file, parse_query
 from monitor.models import AllOf, AnyOf, Article, Condition, Near, Not, Regex, Rule, Term
-from monitor.query import parse_query
-from monitor.ruleset import load_rule_file
 from monitor.text import normalize, phrase_at, term_keys
 
 

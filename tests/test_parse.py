@@ -27,10 +27,14 @@ from conftest import Item, rss, wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import monitor.parse
-import monitor.rss
+import monitor.parse.clean
+import monitor.parse.jsonfeed
+import monitor.parse.rss
+import monitor.parse.worker
+import monitor.parse.xmlfeed
+import monitor.parse.xmlguard
 from monitor.errors import FeedError
-from monitor.match import Matcher, field_texts
+from monitor.match import Matcher, field_texts, parse_query
 from monitor.models import Article, Rule
 from monitor.parse import (
     MAX_AUTHOR,
@@ -45,7 +49,6 @@ from monitor.parse import (
     default_context,
     parse_feed,
 )
-from monitor.query import parse_query
 from monitor.text import content_hash, normalize
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
@@ -361,19 +364,19 @@ _HTML_PIECES = [
 @given(st.lists(st.sampled_from(_HTML_PIECES), max_size=30))
 def test_fast_html_to_text_agrees_with_htmlparser(pieces: list[str]) -> None:
     value = "".join(pieces)
-    fast = monitor.parse._plain_html_text(value)
+    fast = monitor.parse.clean._plain_html_text(value)
     if fast is not None:
-        tidy = monitor.parse._tidy
+        tidy = monitor.parse.clean._tidy
         assert tidy(fast, MAX_FIELD, False) == tidy(
-            monitor.parse._parsed_html_text(value), MAX_FIELD, False
+            monitor.parse.clean._parsed_html_text(value), MAX_FIELD, False
         )
 
 
 def test_fast_html_path_takes_plain_feed_html_and_leaves_the_rest() -> None:
     plain = '<p>Troops <b>massing</b> &amp; <a href="https://x.example/">more</a></p><br/>x'
-    assert monitor.parse._plain_html_text(plain) == "\nTroops massing & more\n\n\nx"
+    assert monitor.parse.clean._plain_html_text(plain) == "\nTroops massing & more\n\n\nx"
     for awkward in ("a <script>x</script>", "<!-- c -->", "1 < 2", "<o:p>x</o:p>"):
-        assert monitor.parse._plain_html_text(awkward) is None
+        assert monitor.parse.clean._plain_html_text(awkward) is None
 
 
 @pytest.mark.parametrize("kind", ["rss", "json"])
@@ -502,7 +505,9 @@ def test_a_guid_is_used_as_the_link_only_when_it_is_a_full_url() -> None:
 
 
 def test_entries_beyond_the_limit_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(monitor.parse, "MAX_ENTRIES", 3)
+    # Each reader looks the limit up in its own module.
+    monkeypatch.setattr(monitor.parse.xmlfeed, "MAX_ENTRIES", 3)
+    monkeypatch.setattr(monitor.parse.jsonfeed, "MAX_ENTRIES", 3)
     assert len(parse(fifty_items())) == 3
     items = [{"id": str(i)} for i in range(10)]
     content = json.dumps({"version": "https://jsonfeed.org/version/1", "items": items}).encode()
@@ -883,8 +888,8 @@ def test_a_sandbox_that_forbids_limits_is_reported_not_fatal(
     def forbidden(which: int, limits: tuple[int, int]) -> None:
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(monitor.parse.resource, "setrlimit", forbidden)
-    monitor.parse._limit(monitor.parse.resource.RLIMIT_AS, 2**29, "memory")
+    monkeypatch.setattr(monitor.parse.worker.resource, "setrlimit", forbidden)
+    monitor.parse.worker._limit(monitor.parse.worker.resource.RLIMIT_AS, 2**29, "memory")
     assert "could not limit memory ([Errno 1] Operation not permitted)" in capsys.readouterr().err
 
 
@@ -969,7 +974,7 @@ def test_the_cpu_limit_stops_a_busy_worker_even_without_the_parent(no_leaks: Non
     context = default_context()
     parent, child = context.Pipe()
     worker = context.Process(  # type: ignore[attr-defined]
-        target=monitor.parse._worker_main,
+        target=monitor.parse.worker._worker_main,
         args=(child, parse_hooks.misbehave, None, 1, 0),
         daemon=True,
     )
@@ -994,23 +999,25 @@ def test_constructor_rejects_nonsense() -> None:
         ParsePool(1, deadline=0)
 
 
-# --- monitor.rss: the fast RSS 2.0 reader gives exactly what feedparser gives ---------------
+# --- monitor.parse.rss: the fast RSS 2.0 reader gives exactly what feedparser gives ---------
 
 
 def both_ways(
     content: bytes, headers: dict[str, str] | None = None
 ) -> tuple[list[Article], list[Article], bool]:
-    """parse_feed's articles through monitor.rss and through feedparser alone, and
-    whether monitor.rss read the document at all."""
+    """parse_feed's articles through monitor.parse.rss and through feedparser alone, and
+    whether monitor.parse.rss read the document at all."""
     headers = RSS_TYPE if headers is None else headers
     fast = parse_feed("wire", URL, content, headers)
-    read = monitor.rss.read_rss(monitor.parse._repair_charrefs(content), dict(headers)) is not None
-    original = monitor.parse.read_rss
-    monitor.parse.read_rss = lambda content, headers: None  # type: ignore[assignment]
+    repaired = monitor.parse.xmlguard._repair_charrefs(content)
+    read = monitor.parse.rss.read_rss(repaired, dict(headers)) is not None
+    # Taken away where the XML reader looks it up, so that feedparser reads everything.
+    original = monitor.parse.xmlfeed.read_rss
+    monitor.parse.xmlfeed.read_rss = lambda content, headers: None  # type: ignore[assignment]
     try:
         slow = parse_feed("wire", URL, content, headers)
     finally:
-        monitor.parse.read_rss = original
+        monitor.parse.xmlfeed.read_rss = original
     return fast, slow, read
 
 
@@ -1045,7 +1052,7 @@ def test_the_fast_reader_reads_plain_rss_and_leaves_the_rest_to_feedparser() -> 
     }
     for name, document in others.items():
         data = document.encode() if isinstance(document, str) else document
-        assert monitor.rss.read_rss(data, RSS_TYPE) is None, name
+        assert monitor.parse.rss.read_rss(data, RSS_TYPE) is None, name
     fast, slow, read = both_ways(others["media"].encode())  # type: ignore[union-attr]
     assert not read and fast == slow
 

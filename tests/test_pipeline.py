@@ -17,11 +17,10 @@ from conftest import RULES, Clock, Item, write_rss
 
 from monitor.devserver import FeedServer
 from monitor.fetch import fetch, make_client
-from monitor.match import Matcher
+from monitor.match import Matcher, load_rules
 from monitor.models import Article, FeedConfig, FetchResult, PollResult
 from monitor.parse import parse_feed
 from monitor.pipeline import PollContext, poll_feed
-from monitor.ruleset import load_rules
 from monitor.store import Store
 from monitor.text import content_hash, stamp
 

@@ -17,11 +17,10 @@ from conftest import Clock, Item, rss
 from test_fetch import Bomb, Handler, RawServer, Request, head, redirect, reply
 
 from monitor.fetch import Fetcher
-from monitor.match import Matcher
+from monitor.match import Matcher, parse_query
 from monitor.models import Article, FeedConfig, PollResult, Rule
 from monitor.parse import parse_feed
 from monitor.pipeline import ParseFunction, PollContext, poll_feed
-from monitor.query import parse_query
 from monitor.store import Store
 
 MiB = 2**20

@@ -3,9 +3,8 @@
 import sys
 from pathlib import Path
 
-from monitor.match import Matcher
+from monitor.match import Matcher, load_rules
 from monitor.parse import parse_feed
-from monitor.ruleset import load_rules
 
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -1,7 +1,7 @@
 from pathlib import Path
 
+from monitor.match import load_rule_file, load_rules, resolve_references
 from monitor.models import AnyOf, Term
-from monitor.ruleset import load_rule_file, load_rules, resolve_references
 
 
 def write(dir: Path, name: str, text: str | bytes) -> Path:

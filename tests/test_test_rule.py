@@ -7,8 +7,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from monitor.cli import main
+from monitor.match import load_rule_file
 from monitor.models import Article
-from monitor.ruleset import load_rule_file
 from monitor.store import Store
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

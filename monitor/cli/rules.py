@@ -16,8 +16,7 @@ from monitor.errors import ConfigErrors
 from monitor.models import Article, Rule
 
 if TYPE_CHECKING:
-    from monitor.ruleset import RuleSet
-    from monitor.ruletest import Example, RuleReport
+    from monitor.match import Example, RuleReport, RuleSet
     from monitor.store import Store
 
 
@@ -61,8 +60,7 @@ def test_rule(
       news-monitor test-rule rules/sanctions.yaml --since 7d
       news-monitor test-rule troop-movements --article draft.txt
     """
-    from monitor.ruleset import load_rules
-    from monitor.ruletest import compare
+    from monitor.match import compare, load_rules
     from monitor.store import Store
 
     settings = settings_for(config_path)
@@ -94,7 +92,7 @@ def test_rule(
 def _candidates(file_or_rule: str, on_disk: RuleSet) -> list[Rule]:
     """The rules to try: every rule of the file FILE_OR_RULE names, or the rule of the
     rules directory of that name. Exits with the errors of a file that does not load."""
-    from monitor.ruleset import load_rule_file
+    from monitor.match import load_rule_file
 
     candidate_path = Path(file_or_rule)
     if candidate_path.suffix in (".yaml", ".yml") or candidate_path.exists():
@@ -117,7 +115,7 @@ def _candidates(file_or_rule: str, on_disk: RuleSet) -> list[Rule]:
 def _live_versions(store: Store | None, on_disk: RuleSet) -> tuple[dict[str, Rule], str]:
     """The version of each rule the daemon runs now (as it recorded them), and a note for
     the report when none is recorded: then the rules on disk stand in for them."""
-    from monitor.ruleset import rule_from_source
+    from monitor.match import rule_from_source
 
     active: dict[str, Rule] = {}
     note = ""

@@ -39,7 +39,7 @@ def _silence(kind: str, target: str, for_: str, reason: str, config_path: Path) 
         known = ", ".join(sorted(f.name for f in settings.feeds)) or "none"
         raise click.ClickException(f"no feed named {target!r} in {config_path} (feeds: {known})")
     if kind == "rule":
-        from monitor.ruleset import load_rules
+        from monitor.match import load_rules
 
         names = {r.name for r in load_rules(settings.rules_dir).rules}
         if target not in names:

@@ -9,8 +9,7 @@ from collections.abc import Mapping
 from monitor.config import Settings
 from monitor.deliver import Channel, build_channels
 from monitor.errors import ConfigError, ConfigErrors
-from monitor.match import Matcher
-from monitor.ruleset import load_rules, resolve_references
+from monitor.match import Matcher, load_rules, resolve_references
 
 
 def load_matcher(

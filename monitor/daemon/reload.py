@@ -22,10 +22,9 @@ from monitor.daemon.delivery import DeliveryLoops
 from monitor.daemon.loading import load_matcher, settings_channels
 from monitor.deliver import Channel
 from monitor.errors import ConfigError, ConfigErrors
-from monitor.match import Matcher
+from monitor.match import Matcher, rule_files
 from monitor.models import FeedConfig
 from monitor.pipeline import PollContext
-from monitor.ruleset import rule_files
 from monitor.store import Store
 from monitor.text import word_frequencies
 

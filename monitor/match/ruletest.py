@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from monitor.match import Matcher, positive_terms
+from monitor.match.matcher import Matcher, positive_terms
 from monitor.models import Article, Hit, Near, Rule, Term
 from monitor.text import phrase_at, tokenize
 

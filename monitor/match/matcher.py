@@ -27,6 +27,7 @@ from typing import Any
 
 import ahocorasick
 
+from monitor.match.query import compile_regex
 from monitor.models import (
     AlertPolicy,
     AnyOf,
@@ -40,7 +41,6 @@ from monitor.models import (
     Term,
     TermMode,
 )
-from monitor.query import compile_regex
 from monitor.text import normalize, phrase_at, snippet, surface_forms, tokenize
 
 SNIPPET_WIDTH = 200
