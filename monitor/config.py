@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from monitor.deliver.render_templates import check_template
 from monitor.errors import ConfigError, ConfigErrors
 from monitor.models import ChannelConfig, FeedConfig, Template
-from monitor.render import check_template
 from monitor.schedule import cron_error, parse_quiet_hours, zone
 from monitor.yamlfile import YamlList, YamlMap, load_yaml
 

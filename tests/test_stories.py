@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from conftest import Clock, write_project
 
 from monitor.cli import main
+from monitor.deliver import render
 from monitor.models import AlertPolicy, Article, Hit
 from monitor.policy import story_steps
-from monitor.render import render
 from monitor.ruleset import load_rules
 from monitor.store import MAX_CANDIDATES, PER_KEY, Store, migrations
 from monitor.stories import (
