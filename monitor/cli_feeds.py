@@ -25,8 +25,7 @@ from monitor.cli_common import (
     subcommand_config,
 )
 from monitor.config import Settings, parse_duration
-from monitor.errors import ConfigError, ConfigErrors, MonitorError, StorageBusy
-from monitor.feedsfile import (
+from monitor.config.feedsfile import (
     Change,
     FeedFiles,
     NewFeed,
@@ -39,7 +38,8 @@ from monitor.feedsfile import (
     url_owners,
     valid_url,
 )
-from monitor.opml import OpmlFeed, feed_name, parse_opml, to_opml
+from monitor.config.opml import OpmlFeed, feed_name, parse_opml, to_opml
+from monitor.errors import ConfigError, ConfigErrors, MonitorError, StorageBusy
 from monitor.text import mask_url
 
 #: The largest OPML file `feeds import` reads.
