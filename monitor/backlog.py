@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 
 from monitor.errors import StorageError
 from monitor.models import AlertPolicy, PollResult
-from monitor.store import CLUSTER_BATCH
 from monitor.store.interface import PollStore
-from monitor.stories import Vocabulary
+from monitor.stories import CLUSTER_BATCH, Vocabulary
 
 if TYPE_CHECKING:
     from monitor.pipeline import PollContext

@@ -31,9 +31,8 @@ from monitor.models import (
     PollResult,
 )
 from monitor.schedule import cache_hint, next_poll, rss_ttl
-from monitor.store import DEFAULT_QUIET
 from monitor.store.interface import PollStore
-from monitor.stories import Vocabulary
+from monitor.stories import DEFAULT_QUIET, Vocabulary
 from monitor.text import mask_url, stamp
 
 log = logging.getLogger(__name__)

@@ -18,11 +18,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.cli.feeds import feeds
-from monitor.config import _FEED_NAME, load_settings
+from monitor.config import FEED_NAME, load_settings
+from monitor.config.feedsfile import NewFeed, add_feeds, remove_feed, set_enabled
+from monitor.config.opml import OpmlFeed, feed_name, parse_opml, to_opml
 from monitor.errors import ConfigError
-from monitor.feedsfile import NewFeed, add_feeds, remove_feed, set_enabled
 from monitor.models import FeedConfig
-from monitor.opml import OpmlFeed, feed_name, parse_opml, to_opml
 
 ROOT = Path(__file__).parent.parent
 OPML = Path(__file__).parent / "data" / "opml"
@@ -634,7 +634,7 @@ def test_feed_name(title: str, url: str, taken: set[str], expected: str) -> None
 @given(st.text(max_size=120), st.text(max_size=40), st.sets(st.text(max_size=85), max_size=5))
 def test_feed_name_is_always_valid_and_new(title: str, host: str, taken: set[str]) -> None:
     name = feed_name(title, f"https://{host}/feed", taken)
-    assert _FEED_NAME.match(name), name
+    assert FEED_NAME.match(name), name
     assert name.lower() not in {t.lower() for t in taken}
 
 

@@ -350,7 +350,7 @@ def test_feed_urls_masked_by_an_older_version_are_masked_again(tmp_path: Path) -
     state (validators, a 410 stop, a Retry-After window) still belongs to it."""
     import sqlite_utils
 
-    from monitor.store import migrations
+    from monitor.store.migrations import migrations
 
     path = tmp_path / "news.db"
     db = sqlite_utils.Database(path)

@@ -1,5 +1,5 @@
-"""monitor.render: alert messages per channel format, escaping of hostile feed content,
-shrinking to the channel's limits, user templates in the sandbox. Pure unit tests."""
+"""monitor.deliver.render_*: alert messages per channel format, escaping of hostile feed
+content, shrinking to the channel's limits, user templates in the sandbox. Pure unit tests."""
 
 from __future__ import annotations
 
@@ -15,20 +15,12 @@ from apprise.conversion.format import convert_between
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from monitor.deliver.render_escape import markdown_escape, one_line
+from monitor.deliver.render_formats import FORMATS, Format, Limits, Message, format_for_url
+from monitor.deliver.render_message import render, render_digest
+from monitor.deliver.render_templates import check_template
+from monitor.deliver.render_vars import LINK_REMOVED
 from monitor.models import Digest, PendingDelivery, Template
-from monitor.render import (
-    FORMATS,
-    LINK_REMOVED,
-    Format,
-    Limits,
-    Message,
-    check_template,
-    format_for_url,
-    markdown_escape,
-    one_line,
-    render,
-    render_digest,
-)
 
 LINK = "https://news.example.org/world/troops-border?ref=rss"
 SNIPPET = "Thousands of soldiers were seen moving toward the frontier on Tuesday…"

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import sqlite_utils
 
-from monitor.store import Store, migrations
+from monitor.store import Store
 from monitor.store import schema as schema_module
+from monitor.store.migrations import migrations
 
 
 def shape(path: Path) -> dict[str, object]:

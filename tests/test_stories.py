@@ -16,11 +16,12 @@ from click.testing import CliRunner
 from conftest import Clock, write_project
 
 from monitor.cli import main
+from monitor.deliver import render
 from monitor.match import load_rules
 from monitor.models import AlertPolicy, Article, Hit
 from monitor.policy import StoryStep, story_steps
-from monitor.render import render
-from monitor.store import MAX_CANDIDATES, PER_KEY, Store, migrations
+from monitor.store import MAX_CANDIDATES, PER_KEY, Store
+from monitor.store.migrations import migrations
 from monitor.stories import (
     Vocabulary,
     best_story,

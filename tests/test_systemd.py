@@ -224,7 +224,8 @@ def test_a_start_that_upgrades_the_database_asks_for_more_time(
     import sqlite_utils
 
     from monitor.daemon.process import UPGRADE_TIMEOUT, announce_upgrade
-    from monitor.store import Store, migrations
+    from monitor.store import Store
+    from monitor.store.migrations import migrations
 
     path = tmp_path / "news.db"
     assert announce_upgrade(path) is False  # a new database: nothing to upgrade

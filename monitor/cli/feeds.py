@@ -23,8 +23,7 @@ from monitor.cli.common import (
     subcommand_config,
 )
 from monitor.config import Settings, parse_duration
-from monitor.errors import ConfigError, ConfigErrors, MonitorError, StorageBusy
-from monitor.feedsfile import (
+from monitor.config.feedsfile import (
     Change,
     FeedFiles,
     NewFeed,
@@ -37,8 +36,9 @@ from monitor.feedsfile import (
     url_owners,
     valid_url,
 )
+from monitor.config.opml import OpmlFeed, feed_name, parse_opml, to_opml
+from monitor.errors import ConfigError, ConfigErrors, MonitorError, StorageBusy
 from monitor.models import FeedState
-from monitor.opml import OpmlFeed, feed_name, parse_opml, to_opml
 from monitor.text import mask_url, stamp_or_none
 
 #: The largest OPML file `feeds import` reads.

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.config import check_timezone, parse_duration, read_cron, read_template
+from monitor.config.yamlfile import YamlList, YamlMap, load_yaml, located, offset_position
 from monitor.errors import ConfigError
 from monitor.match.query import QueryError, parse_query, parse_term
 from monitor.models import (
@@ -46,7 +47,6 @@ from monitor.models import (
     Rule,
     Severity,
 )
-from monitor.yamlfile import YamlList, YamlMap, load_yaml, located, offset_position
 
 RULE_KEYS = (
     "name",

@@ -1,50 +1,58 @@
 """Storage: every SQL statement of the daemon lives in this package.
 
-``Store`` is the SQLite database of one daemon, made of one mixin per concern on a shared
-base (the connection, transactions, error wrapping). The daemon owns one writer
-connection; CLI commands open their own (WAL lets them read while the daemon writes).
+* :mod:`~monitor.store.interface`: what storage offers, one Protocol per consumer (the
+  poll pipeline, the outbox, the read side, admin), and the records it returns;
+* :mod:`~monitor.store.sqlite`: ``Store``, the SQLite backend, made of one mixin per
+  concern (``feeds``, ``articles``, ``stories``, ``alerts``, ``outbox``, ``silences``,
+  ``search``, ``reads``, ``maintenance``) on a shared ``base``;
+* :mod:`~monitor.store.schema` (the current schema, whole) and
+  :mod:`~monitor.store.migrations` (its history).
 
-Timestamps are stored as ISO 8601 UTC text (``2026-11-24T07:21:13Z``), which sorts.
+Names are loaded on first use: code that needs only the Protocols and records (the
+delivery loop, the CLI's printing) does not load the database driver. (The migrations
+object is ``monitor.store.migrations.migrations``: the module's name would hide it.)
 """
 
 from __future__ import annotations
 
-from monitor.policy import DIGEST_ITEMS
-from monitor.store.alerts import delivery_key
-from monitor.store.articles import BASELINE_MUTED, CLUSTER_BATCH, ArticlesMixin
-from monitor.store.base import CHECKPOINT_PAGES, DEFAULT_QUIET
-from monitor.store.feeds import FeedsMixin
-from monitor.store.maintenance import MaintenanceMixin
-from monitor.store.migrations import migrations
-from monitor.store.outbox import OutboxMixin
-from monitor.store.reads import ReadsMixin
-from monitor.store.search import INDEX_BATCH, SearchMixin
-from monitor.store.silences import SilencesMixin
-from monitor.store.stories import MAX_CANDIDATES, PER_KEY
+import importlib
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from monitor.store.alerts import delivery_key
+    from monitor.store.articles import BASELINE_MUTED
+    from monitor.store.base import CHECKPOINT_PAGES
+    from monitor.store.search import INDEX_BATCH
+    from monitor.store.sqlite import Store
+    from monitor.store.stories import MAX_CANDIDATES, PER_KEY
 
-class Store(
-    FeedsMixin,
-    ArticlesMixin,
-    OutboxMixin,
-    SilencesMixin,
-    SearchMixin,
-    ReadsMixin,
-    MaintenanceMixin,
-):
-    """The SQLite database of one daemon. Not thread-safe: use it from one thread."""
-
+#: The module of this package that holds each name of ``__all__``.
+_HOMES = {
+    "BASELINE_MUTED": "articles",
+    "CHECKPOINT_PAGES": "base",
+    "INDEX_BATCH": "search",
+    "MAX_CANDIDATES": "stories",
+    "PER_KEY": "stories",
+    "Store": "sqlite",
+    "delivery_key": "alerts",
+}
 
 __all__ = [
     "BASELINE_MUTED",
     "CHECKPOINT_PAGES",
-    "CLUSTER_BATCH",
-    "DEFAULT_QUIET",
-    "DIGEST_ITEMS",
     "INDEX_BATCH",
     "MAX_CANDIDATES",
     "PER_KEY",
     "Store",
     "delivery_key",
-    "migrations",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``name`` from the module that holds it, imported now (once: it is kept here)."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

@@ -10,9 +10,11 @@ from datetime import datetime, timedelta
 from monitor.errors import StorageError
 from monitor.models import AlertPolicy, Article, Hit, Rule
 from monitor.store.alerts import AlertsMixin
-from monitor.store.base import DEFAULT_QUIET, one_value
+from monitor.store.base import one_value
 from monitor.store.stories import StoryIndexMixin
 from monitor.stories import (
+    CLUSTER_BATCH,
+    DEFAULT_QUIET,
     Sketch,
     Vocabulary,
     fingerprint_of,
@@ -23,9 +25,6 @@ from monitor.stories import (
 )
 from monitor.text import stamp, unstamp
 
-#: Articles of a baseline backlog put into their stories per transaction
-#: (Store.cluster_pending; about 0.8 ms each on a database of 50,000 articles).
-CLUSTER_BATCH = 100
 #: Why the hits of a feed's first poll were not alerted (baseline).
 BASELINE_MUTED = "baseline: the feed's first poll"
 

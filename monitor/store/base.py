@@ -9,7 +9,6 @@ import inspect
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import fields
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -23,8 +22,6 @@ from monitor.text import unstamp
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: How long a story stays open to new articles after its last one (stories.quiet).
-DEFAULT_QUIET = timedelta(days=2)
 #: Pages the write-ahead log may reach (about 40 MB) before a commit copies it back into
 #: the database file (SQLite's default is 1,000). A checkpoint waits for the disk twice,
 #: with the poll loop stopped; ten times fewer of them, each copying once a page changed

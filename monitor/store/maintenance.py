@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from monitor.errors import StorageError
-from monitor.store.base import DEFAULT_QUIET, StoreBase, one_value
+from monitor.store.base import StoreBase, one_value
+from monitor.stories import DEFAULT_QUIET
 from monitor.text import stamp
 
 #: Rows deleted per retention transaction.

@@ -28,7 +28,7 @@ from monitor.errors import ConfigError
 from monitor.models import FeedConfig
 from monitor.text import mask_url
 
-#: The longest feed name the settings accept (see monitor.config).
+#: The longest feed name the settings accept (see monitor.config.feeds.FEED_NAME).
 MAX_NAME = 80
 _NOT_NAME = re.compile(r"[^a-z0-9]+")
 _NOT_HOST = re.compile(r"[^a-z0-9.-]+")

@@ -1,0 +1,74 @@
+"""The packages' import surface: monitor.deliver names its parts lazily, and reading the
+settings (which checks templates with monitor.deliver.render_templates) does not load
+apprise."""
+
+import importlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import monitor.deliver
+import monitor.store
+
+
+@pytest.mark.parametrize("name", monitor.deliver.__all__)
+def test_every_name_of_deliver_comes_from_its_module(name: str) -> None:
+    value = getattr(monitor.deliver, name)
+    homes = [
+        module
+        for module in ("channels", "send", "render_formats", "render_message", "render_templates")
+        if getattr(importlib.import_module(f"monitor.deliver.{module}"), name, None) is value
+    ]
+    assert homes, name
+
+
+def test_an_unknown_name_of_deliver_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        monitor.deliver.nothing  # noqa: B018
+
+
+def test_reading_settings_does_not_import_apprise() -> None:
+    code = (
+        "import sys, monitor.config, monitor.deliver.render_message;print('apprise' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+ROOT = Path(__file__).parent.parent / "monitor"
+
+
+def test_database_libraries_are_imported_only_under_store() -> None:
+    found = [
+        str(path.relative_to(ROOT))
+        for path in ROOT.rglob("*.py")
+        if path.relative_to(ROOT).parts[0] != "store"
+        and re.search(
+            r"^\s*(import|from)\s+(sqlite3|sqlite_utils|psycopg)\b", path.read_text(), re.M
+        )
+    ]
+    assert found == []
+
+
+def test_the_storage_interface_loads_no_database_driver() -> None:
+    code = (
+        "import sys, monitor.store.interface, monitor.deliver.send, monitor.pipeline;"
+        "print(sorted(m for m in ('sqlite3', 'sqlite_utils') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", monitor.store.__all__)
+def test_every_name_of_store_resolves(name: str) -> None:
+    assert getattr(monitor.store, name) is not None
+
+
+def test_no_module_is_longer_than_one_sitting() -> None:
+    lengths = {
+        str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in ROOT.rglob("*.py")
+    }
+    assert {name: n for name, n in lengths.items() if n > 500} == {}
