@@ -16,8 +16,9 @@ commands that never send should not pay for importing apprise.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from monitor.lazy import lazy_names
 
 if TYPE_CHECKING:
     from monitor.deliver.channels import Channel, Sender, build_channels, privacy_url
@@ -78,11 +79,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """``name`` from the module that holds it, imported now (once: it is kept here)."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _HOMES)
