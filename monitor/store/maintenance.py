@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 from monitor.errors import StorageError
@@ -59,61 +60,70 @@ class MaintenanceMixin(StoreBase):
         old_hits, old_articles = self._prune_queries()
         args = self._prune_args(now, articles, hits, quiet)
         try:
-            while True:
-                with self._atomic():
-                    ids = [r[0] for r in self.db.execute(f"{old_hits} LIMIT ?", [*args[0], batch])]
-                    marks = ",".join("?" * len(ids))
-                    if ids:
-                        self.db.execute(f"DELETE FROM hits WHERE id IN ({marks})", ids)
-                if not ids:
-                    break
-                yield {"hits": len(ids)}
-            while True:
-                with self._atomic():
-                    ids = [
-                        r[0] for r in self.db.execute(f"{old_articles} LIMIT ?", [*args[1], batch])
-                    ]
-                    marks = ",".join("?" * len(ids))
-                    if ids:
-                        self.db.execute(
-                            f"""INSERT OR IGNORE INTO pruned_uids (feed, uid, pruned_at)
-                                SELECT feed, uid, ? FROM articles WHERE id IN ({marks})""",
-                            [stamp(now), *ids],
-                        )
-                        self.db.execute(
-                            f"DELETE FROM story_sketches WHERE article_id IN ({marks})", ids
-                        )
-                        self.db.execute(f"DELETE FROM articles WHERE id IN ({marks})", ids)
-                if not ids:
-                    break
-                yield {"articles": len(ids)}
-            hit_cutoff = args[0][0]
-            with self._atomic():
-                notices = self.db.execute(
-                    """DELETE FROM notices WHERE created_at < ? AND NOT EXISTS
-                       (SELECT 1 FROM deliveries d WHERE d.notice_id = notices.id
-                        AND d.status IN ('pending', 'deferred'))""",
-                    [hit_cutoff],
-                ).rowcount
-                self.db.execute(
-                    """DELETE FROM digests WHERE created_at < ? AND NOT EXISTS
-                       (SELECT 1 FROM deliveries d WHERE d.in_digest = digests.id)
-                       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.digest_id = digests.id
-                                       AND d.status = 'pending')""",
-                    [hit_cutoff],
-                )
-                stories = self.db.execute(
-                    """DELETE FROM stories WHERE last_seen < ? AND NOT EXISTS
-                       (SELECT 1 FROM articles WHERE story_id = stories.id)""",
-                    [args[1][1]],
-                ).rowcount
-                self.db.execute("DELETE FROM silences WHERE until < ?", [hit_cutoff])
-                self.db.execute("DELETE FROM realerts WHERE last_at < ?", [hit_cutoff])
-                # Ids of items pruned long ago: a feed lists an item for weeks, not years.
-                self.db.execute("DELETE FROM pruned_uids WHERE pruned_at < ?", [hit_cutoff])
-            yield {"notices": notices, "stories": stories}
+            for done in self._prune_batches(old_hits, args[0], batch, self._delete_hits):
+                yield {"hits": done}
+            forget = functools.partial(self._delete_articles, stamp(now))
+            for done in self._prune_batches(old_articles, args[1], batch, forget):
+                yield {"articles": done}
+            yield self._prune_rest(args[0][0], args[1][1])
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot prune: {exc}") from exc
+
+    def _prune_rest(self, hit_cutoff: str, story_cutoff: str) -> dict[str, int]:
+        """What goes with old hits and articles, in one transaction: notices and digests
+        as old as the hits (none still waiting to be sent), expired silences and
+        realert windows, stories left empty; how many notices and stories went."""
+        with self._atomic():
+            notices = self.db.execute(
+                """DELETE FROM notices WHERE created_at < ? AND NOT EXISTS
+                   (SELECT 1 FROM deliveries d WHERE d.notice_id = notices.id
+                    AND d.status IN ('pending', 'deferred'))""",
+                [hit_cutoff],
+            ).rowcount
+            self.db.execute(
+                """DELETE FROM digests WHERE created_at < ? AND NOT EXISTS
+                   (SELECT 1 FROM deliveries d WHERE d.in_digest = digests.id)
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.digest_id = digests.id
+                                   AND d.status = 'pending')""",
+                [hit_cutoff],
+            )
+            stories = self.db.execute(
+                """DELETE FROM stories WHERE last_seen < ? AND NOT EXISTS
+                   (SELECT 1 FROM articles WHERE story_id = stories.id)""",
+                [story_cutoff],
+            ).rowcount
+            self.db.execute("DELETE FROM silences WHERE until < ?", [hit_cutoff])
+            self.db.execute("DELETE FROM realerts WHERE last_at < ?", [hit_cutoff])
+            # Ids of items pruned long ago: a feed lists an item for weeks, not years.
+            self.db.execute("DELETE FROM pruned_uids WHERE pruned_at < ?", [hit_cutoff])
+        return {"notices": notices, "stories": stories}
+
+    def _prune_batches(
+        self, query: str, args: list[str], batch: int, delete: Callable[[list[int], str], None]
+    ) -> Iterator[int]:
+        """``delete`` the rows whose ids ``query`` finds, ``batch`` a transaction, until
+        none is left; yields how many each transaction deleted."""
+        while True:
+            with self._atomic():
+                ids = [r[0] for r in self.db.execute(f"{query} LIMIT ?", [*args, batch])]
+                if ids:
+                    delete(ids, ",".join("?" * len(ids)))
+            if not ids:
+                return
+            yield len(ids)
+
+    def _delete_hits(self, ids: list[int], marks: str) -> None:
+        self.db.execute(f"DELETE FROM hits WHERE id IN ({marks})", ids)
+
+    def _delete_articles(self, pruned_at: str, ids: list[int], marks: str) -> None:
+        """Delete these articles, remembering their ids within their feeds."""
+        self.db.execute(
+            f"""INSERT OR IGNORE INTO pruned_uids (feed, uid, pruned_at)
+                SELECT feed, uid, ? FROM articles WHERE id IN ({marks})""",
+            [pruned_at, *ids],
+        )
+        self.db.execute(f"DELETE FROM story_sketches WHERE article_id IN ({marks})", ids)
+        self.db.execute(f"DELETE FROM articles WHERE id IN ({marks})", ids)
 
     @staticmethod
     def _prune_queries() -> tuple[str, str]:
