@@ -883,28 +883,6 @@ WRITES: dict[str, Callable[[Storage, Scene, datetime], object]] = {
     "prune_story_index_steps": lambda s, _, now: list(s.prune_story_index_steps(now)),
 }
 
-#: Store bug: these methods catch sqlite3's error themselves and raise it again as a
-#: plain StorageError ("cannot store articles: database is locked"), so a lock held by
-#: another process is not told apart from a broken database (StorageBusy: try again).
-LOCK_NOT_BUSY = {
-    "save",
-    "cluster_pending",
-    "rekey_stories",
-    "prune",
-    "prune_steps",
-    "prune_story_index_steps",
-    "vacuum",
-}
-
-
-def _lock_params() -> list[object]:
-    bug = pytest.mark.xfail(
-        strict=True,
-        raises=AssertionError,
-        reason="store bug: a lock held by another process gives StorageError, not StorageBusy",
-    )
-    return [pytest.param(name, marks=bug if name in LOCK_NOT_BUSY else ()) for name in WRITES]
-
 
 @pytest.mark.parametrize("damage", ["not-a-database", "scribbled"])
 def test_a_damaged_database_gives_storage_error_naming_it(
@@ -939,7 +917,7 @@ def test_a_missing_database_cannot_be_read(backend: Backend, location: Path) -> 
         backend.open_readonly(location)
 
 
-@pytest.mark.parametrize("write", _lock_params())
+@pytest.mark.parametrize("write", WRITES)
 def test_a_database_locked_by_another_process_gives_storage_busy(
     backend: Backend, location: Path, clock: Clock, write: str
 ) -> None:
@@ -995,14 +973,14 @@ def test_read_side_hits_say_why_they_were_held_or_not_alerted(
     saved(storage, clock, [(article(5), [hit()])], held)
     saved(storage, clock, [(article(6), [hit()])], held)
     saved(storage, clock, [(copy(6, "reuters"), [])], held)  # corroborated: released
-    rows = {r["title"]: r for r in storage.hits(limit=None)}
-    assert rows[article(1).title]["muted"] == BASELINE_MUTED
-    assert rows[article(2).title]["muted"] is None
-    assert rows[article(3).title]["muted"].startswith("realert: feed wire was alerted at")
-    assert rows[article(4).title]["muted"] == f"silenced: rule troops (silence #{silence})"
-    assert rows[article(5).title]["held"] and rows[article(5).title]["muted"] is None
-    assert not rows[article(6).title]["held"]
-    assert [r["rule"] for r in storage.hits(rule="troops")] == ["troops"]
+    rows = {r.title: r for r in storage.hits(limit=None)}
+    assert rows[article(1).title].muted == BASELINE_MUTED
+    assert rows[article(2).title].muted is None
+    assert rows[article(3).title].muted.startswith("realert: feed wire was alerted at")
+    assert rows[article(4).title].muted == f"silenced: rule troops (silence #{silence})"
+    assert rows[article(5).title].held and rows[article(5).title].muted is None
+    assert not rows[article(6).title].held
+    assert [r.rule for r in storage.hits(rule="troops")] == ["troops"]
 
 
 def test_read_side_stories_count_their_sources(storage: Storage, clock: Clock) -> None:
@@ -1010,8 +988,8 @@ def test_read_side_stories_count_their_sources(storage: Storage, clock: Clock) -
         saved(storage, clock, [(copy(1, outlet), [hit()])])
     saved(storage, clock, [(article(2), [])])
     [story] = storage.stories(min_sources=2)
-    assert (story["articles"], story["sources"], story["hits"]) == (3, 3, 3)
-    assert len(story["outlets"]) == 3
+    assert (story.articles, story.sources, story.hits) == (3, 3, 3)
+    assert len(story.outlets) == 3
     assert len(storage.stories()) == 2
 
 
@@ -1020,18 +998,18 @@ def test_read_side_deliveries_show_their_state(storage: Storage, clock: Clock) -
     storage.add_silence("rule", "sanctions", clock() + timedelta(hours=1), clock())
     saved(storage, clock, [(article(9), [hit()])])
     storage.mute_silenced(clock())
-    states = Counter((r["kind"], r["status"]) for r in storage.deliveries())
+    states = Counter((r.kind, r.status) for r in storage.deliveries())
     assert states == {("alert", "batched"): 3, ("digest", "pending"): 1, ("alert", "muted"): 1}
     [muted] = storage.deliveries(status="muted")
-    assert muted["last_error"].startswith("silenced: rule sanctions")
+    assert muted.last_error.startswith("silenced: rule sanctions")
 
 
 def test_read_side_silences_active_and_past(storage: Storage, clock: Clock) -> None:
     first = storage.add_silence("rule", "sanctions", clock() + timedelta(hours=1), clock(), "x")
     second = storage.add_silence("feed", "tass", clock() + timedelta(hours=3), clock())
     storage.lift_silence(first, clock())
-    assert [s["id"] for s in storage.silences(clock())] == [second]
-    assert [(s["id"], s["active"]) for s in storage.silences(clock(), everything=True)] == [
+    assert [s.id for s in storage.silences(clock())] == [second]
+    assert [(s.id, s.active) for s in storage.silences(clock(), everything=True)] == [
         (second, True),
         (first, False),
     ]
@@ -1042,7 +1020,7 @@ def test_read_side_search_finds_indexed_articles(storage: Storage, clock: Clock)
     assert storage.search("bravo1") == []  # not indexed yet
     storage.catch_up_search()
     [found] = storage.search("bravo1")
-    assert found["link"] == article(1).link and "[bravo1]" in found["title"]
-    assert found["rules"] == "sanctions"
+    assert found.link == article(1).link and "[bravo1]" in found.title
+    assert found.rules == "sanctions"
     with pytest.raises(StorageError, match="cannot search"):
         storage.search("AND AND")

@@ -7,10 +7,9 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from monitor.errors import StorageError
 from monitor.models import AlertPolicy, Article, Hit, Rule
 from monitor.store.alerts import AlertsMixin
-from monitor.store.base import one_value
+from monitor.store.base import _database_error, one_value
 from monitor.store.stories import StoryIndexMixin
 from monitor.stories import (
     CLUSTER_BATCH,
@@ -138,7 +137,7 @@ class ArticlesMixin(StoryIndexMixin, AlertsMixin):
                 if storm and len(delivery_ids) > storm:
                     delivery_ids = self._storm(delivery_ids, storm, seen)
         except sqlite3.Error as exc:
-            raise StorageError(f"{self.path}: cannot store articles: {exc}") from exc
+            raise _database_error(self.path, "store articles", exc) from exc
         return delivery_ids
 
     def _insert_article(
@@ -257,7 +256,7 @@ class ArticlesMixin(StoryIndexMixin, AlertsMixin):
                 if storm and len(delivery_ids) > storm:
                     delivery_ids = self._storm(delivery_ids, storm, stamp(now))
         except sqlite3.Error as exc:
-            raise StorageError(f"{self.path}: cannot cluster stored articles: {exc}") from exc
+            raise _database_error(self.path, "cluster stored articles", exc) from exc
         return len(rows), delivery_ids
 
     def last_pending(self) -> int:

@@ -78,17 +78,6 @@ def wrap_exceptions(method: Callable[P, T]) -> Callable[P, T]:
     return call
 
 
-@contextlib.contextmanager
-def _busy(path: Path) -> Iterator[None]:
-    """sqlite3's "database is locked" as StorageBusy, so callers can try again."""
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
-            raise StorageBusy(f"{path}: database is locked by another process") from exc
-        raise
-
-
 def _filters(*pairs: tuple[str, Any]) -> tuple[str, list[Any]]:
     """A WHERE clause of the conditions whose value is not None, and their arguments."""
     used = [(clause, value) for clause, value in pairs if value is not None]
@@ -168,7 +157,7 @@ class StoreBase:
                 conn.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_PAGES * page}")
                 self._migrate()
         except sqlite3.Error as exc:
-            raise StorageError(f"{path}: cannot open database: {exc}") from exc
+            raise _database_error(path, "open database", exc) from exc
 
     @staticmethod
     def upgrade_pending(path: Path) -> bool:
@@ -209,7 +198,7 @@ class StoreBase:
         try:
             self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:
-            raise StorageError(f"{self.path}: cannot checkpoint the database: {exc}") from exc
+            raise _database_error(self.path, "checkpoint the database", exc) from exc
 
     @contextlib.contextmanager
     def _atomic(self) -> Iterator[None]:

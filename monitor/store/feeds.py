@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from monitor.errors import StorageError
 from monitor.models import FeedState
-from monitor.store.base import StoreBase, _busy
+from monitor.store.base import StoreBase, _database_error
 from monitor.text import mask_url, stamp, unstamp
 
 #: The feeds table's columns, in FeedState's order.
@@ -125,7 +124,7 @@ class FeedsMixin(StoreBase):
         as a feed whose error streak just ended: it keeps its validators, stories and
         articles. Returns why it had stopped, or None if it had not."""
         try:
-            with _busy(self.path), self._atomic():
+            with self._atomic():
                 row = self.db.execute(
                     "SELECT disabled FROM feeds WHERE name = ?", [name]
                 ).fetchone()
@@ -137,8 +136,8 @@ class FeedsMixin(StoreBase):
                     [name],
                 )
                 return str(row[0])
-        except sqlite3.Error as exc:  # StorageBusy (locked) passes: worth trying again
-            raise StorageError(f"{self.path}: cannot resume feed {name!r}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise _database_error(self.path, f"resume feed {name!r}", exc) from exc
 
     def set_feed_flags(self, name: str, **flags: int) -> None:
         """Set the notice flags (failing_alerted, quiet_alerted) of a feed."""

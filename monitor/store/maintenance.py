@@ -8,8 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
-from monitor.errors import StorageError
-from monitor.store.base import StoreBase, one_value
+from monitor.store.base import StoreBase, _database_error, one_value
 from monitor.stories import DEFAULT_QUIET
 from monitor.text import stamp
 
@@ -67,7 +66,7 @@ class MaintenanceMixin(StoreBase):
                 yield {"articles": done}
             yield self._prune_rest(args[0][0], args[1][1])
         except sqlite3.Error as exc:
-            raise StorageError(f"{self.path}: cannot prune: {exc}") from exc
+            raise _database_error(self.path, "prune", exc) from exc
 
     def _prune_rest(self, hit_cutoff: str, story_cutoff: str) -> dict[str, int]:
         """What goes with old hits and articles, in one transaction: notices and digests
@@ -175,4 +174,4 @@ class MaintenanceMixin(StoreBase):
         try:
             self.db.execute("VACUUM")
         except sqlite3.Error as exc:
-            raise StorageError(f"{self.path}: cannot vacuum: {exc}") from exc
+            raise _database_error(self.path, "vacuum", exc) from exc

@@ -10,7 +10,6 @@ from typing import Any
 from monitor.models import Digest, PendingDelivery
 from monitor.policy import DIGEST_ITEMS
 from monitor.store.alerts import AlertsMixin
-from monitor.store.base import _busy
 from monitor.text import stamp, unstamp
 
 
@@ -140,7 +139,7 @@ class OutboxMixin(AlertsMixin):
 
     def mark_sent(self, delivery_id: int, now: datetime) -> None:
         """Record a delivery as sent; StorageBusy if the database stays locked."""
-        with _busy(self.path), self._atomic():
+        with self._atomic():
             self.db.execute(
                 """UPDATE deliveries SET status = 'sent', sent_at = ?, last_error = NULL,
                        attempts = attempts + 1 WHERE id = ?""",
@@ -159,7 +158,7 @@ class OutboxMixin(AlertsMixin):
         """Record a failed attempt and when to try again. A delivery queued more than
         ``max_age`` seconds before ``now`` is given up instead: marked dead (True)."""
         dead = False
-        with _busy(self.path), self._atomic():
+        with self._atomic():
             if now is not None and max_age is not None:
                 row = self.db.execute(
                     "SELECT queued_at FROM deliveries WHERE id = ?", [delivery_id]

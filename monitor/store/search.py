@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from monitor.errors import StorageError
-from monitor.store.base import StoreBase, _busy, _filters, one_value, record_of
+from monitor.store.base import StoreBase, _database_error, _filters, one_value, record_of
 from monitor.store.interface import SearchRow
 from monitor.text import stamp
 
@@ -57,7 +57,7 @@ class SearchMixin(StoreBase):
         """Add up to ``batch`` articles not yet in the search index, oldest first, in one
         short transaction; return how many (fewer than ``batch``: it is up to date)."""
         try:
-            with _busy(self.path), self._atomic():
+            with self._atomic():
                 start = self.indexed_up_to()
                 row = self.db.execute(
                     "SELECT max(id), count(*) FROM (SELECT id FROM articles WHERE id > ? "
@@ -74,8 +74,8 @@ class SearchMixin(StoreBase):
                 )
                 self.db.execute("UPDATE fts_state SET indexed = ?", [row[0]])
                 return int(row[1])
-        except sqlite3.Error as exc:  # StorageBusy (locked) passes: worth trying again
-            raise StorageError(f"{self.path}: cannot update the search index: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise _database_error(self.path, "update the search index", exc) from exc
 
     def catch_up_search(self, stop: Callable[[], bool] = lambda: False) -> int:
         """:meth:`index_search` until the index is up to date (or ``stop()``), one short

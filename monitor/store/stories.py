@@ -15,8 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 
-from monitor.errors import StorageError
-from monitor.store.base import StoreBase
+from monitor.store.base import StoreBase, _database_error
 from monitor.stories import (
     MIN_WORDS,
     Packed,
@@ -270,7 +269,7 @@ class StoryIndexMixin(StoreBase):
                 done += len(rows)
                 below = rows[-1][0]
         except sqlite3.Error as exc:
-            raise StorageError(f"{self.path}: cannot rebuild the story index: {exc}") from exc
+            raise _database_error(self.path, "rebuild the story index", exc) from exc
         return changed
 
     def _rekey(self, rows: Sequence[tuple[int, bytes]], vocabulary: Vocabulary) -> int:
@@ -362,7 +361,7 @@ class StoryIndexMixin(StoreBase):
                     ).rowcount
                 yield int(forgotten)
         except sqlite3.Error as exc:
-            raise StorageError(f"{self.path}: cannot prune the story index: {exc}") from exc
+            raise _database_error(self.path, "prune the story index", exc) from exc
 
     def recent_story_words(self, limit: int = 2000) -> Iterator[Collection[int]]:
         """The content words (hashes, as stored in its sketch) of the newest article of
