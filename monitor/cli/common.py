@@ -22,7 +22,7 @@ from monitor.errors import ConfigErrors, MonitorError
 from monitor.models import FeedState
 
 if TYPE_CHECKING:
-    from monitor.store import Store
+    from monitor.store.interface import Storage
 
 CONFIG_HELP = "Settings file (YAML). Also $NEWS_MONITOR_CONFIG."
 config_option = click.option(
@@ -88,13 +88,13 @@ def subcommand_config(ctx: click.Context, config_path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def opened_store(settings: Settings, *, readonly: bool = False) -> Iterator[Store]:
+def opened_store(settings: Settings, *, readonly: bool = False) -> Iterator[Storage]:
     """The settings' database, closed afterwards; a database that cannot be opened is a
     clean error (errors of what is done with it are the command's to report)."""
-    from monitor.store import Store
+    from monitor.store import open_store
 
     try:
-        store = Store(settings.database, readonly=readonly)
+        store = open_store(settings.database, readonly=readonly)
     except MonitorError as exc:
         raise click.ClickException(str(exc)) from exc
     try:

@@ -240,13 +240,13 @@ def search(
 def _catch_up_search_index(settings: Settings) -> None:
     """Index what the daemon has not yet (it does so every few seconds; when it is not
     running, nobody would), if this user may write the database; else leave it be."""
-    from monitor.store import Store
+    from monitor.store import open_store
 
     path = settings.database
     if not (path.is_file() and os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
         return
     try:
-        store = Store(path)
+        store = open_store(path)
     except MonitorError:
         return
     try:

@@ -17,7 +17,7 @@ from monitor.models import Article, Rule
 
 if TYPE_CHECKING:
     from monitor.match import Example, RuleReport, RuleSet
-    from monitor.store import Store
+    from monitor.store.interface import Storage
 
 
 @click.command("test-rule")
@@ -61,12 +61,12 @@ def test_rule(
       news-monitor test-rule troop-movements --article draft.txt
     """
     from monitor.match import compare, load_rules
-    from monitor.store import Store
+    from monitor.store import open_store
 
     settings = settings_for(config_path)
     on_disk = load_rules(settings.rules_dir)
     candidates = _candidates(file_or_rule, on_disk)
-    store = Store(settings.database, readonly=True) if settings.database.exists() else None
+    store = open_store(settings.database, readonly=True) if settings.database.exists() else None
     active, note = _live_versions(store, on_disk)
     if article_path is not None:
         articles = _load_articles_file(article_path)
@@ -112,7 +112,7 @@ def _candidates(file_or_rule: str, on_disk: RuleSet) -> list[Rule]:
     return candidates
 
 
-def _live_versions(store: Store | None, on_disk: RuleSet) -> tuple[dict[str, Rule], str]:
+def _live_versions(store: Storage | None, on_disk: RuleSet) -> tuple[dict[str, Rule], str]:
     """The version of each rule the daemon runs now (as it recorded them), and a note for
     the report when none is recorded: then the rules on disk stand in for them."""
     from monitor.match import rule_from_source
@@ -130,7 +130,7 @@ def _live_versions(store: Store | None, on_disk: RuleSet) -> tuple[dict[str, Rul
     return active, note
 
 
-def _stored_articles(store: Store, since: str) -> tuple[list[tuple[int, Article]], str]:
+def _stored_articles(store: Storage, since: str) -> tuple[list[tuple[int, Article]], str]:
     """The articles stored within --since (a duration, or 'all'), and how the report
     names that span."""
     from datetime import timedelta

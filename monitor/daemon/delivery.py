@@ -16,7 +16,7 @@ from monitor.deliver import Channel, deliver_due
 from monitor.match import Matcher
 from monitor.metrics import Metrics
 from monitor.models import Digest, PendingDelivery
-from monitor.store import Store
+from monitor.store.interface import Storage
 
 # The package's name, for every module of it: the daemon's log lines keep one logger.
 log = logging.getLogger(__package__)
@@ -49,9 +49,9 @@ class DeliveryLoops:
         #: One event per delivery loop: set to make it look for new deliveries now.
         self._wakes: set[asyncio.Event] = set()
         self._deliveries: dict[str | None, asyncio.Task[None]] = {}
-        self._store: Store | None = None
+        self._store: Storage | None = None
 
-    def start(self, store: Store) -> None:
+    def start(self, store: Storage) -> None:
         """One delivery loop per channel, so a slow or dead channel (SMTP throttling, a
         timeout) never holds up the others; one more (key None) for rows of channels no
         longer configured. A loop whose channel is removed ends by itself. Called again
@@ -77,7 +77,7 @@ class DeliveryLoops:
             task.cancel()
         await asyncio.gather(*delivery, return_exceptions=True)
 
-    async def _delivery_loop(self, store: Store, only: str | None) -> None:
+    async def _delivery_loop(self, store: Storage, only: str | None) -> None:
         """Send due deliveries of the channel ``only``, or of channels not configured
         (``only`` None), until stopped or the channel is removed. Woken early when a
         poll stores new hits. Reads the channels at every round: a reload applies."""

@@ -8,7 +8,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from monitor.store import Store
+from monitor.store import open_store
+from monitor.store.interface import Upkeep
 
 #: Seconds between search index updates (each adds what was stored since).
 INDEX_EVERY = 2.0
@@ -25,7 +26,7 @@ class SearchIndexer:
     def __init__(self, database: Path) -> None:
         self._database = database
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="search-index")
-        self._store: Store | None = None  # made and used on the thread only
+        self._store: Upkeep | None = None  # made and used on the thread only
         self._closing = threading.Event()
 
     async def catch_up(self) -> int:
@@ -34,7 +35,7 @@ class SearchIndexer:
 
     def _catch_up(self) -> int:
         if self._store is None:
-            self._store = Store(self._database)
+            self._store = open_store(self._database)
         added = self._store.catch_up_search(stop=self._closing.is_set)
         self._store.checkpoint()
         return added

@@ -38,7 +38,8 @@ from monitor.metrics import serve as serve_metrics
 from monitor.models import FeedConfig
 from monitor.parse import ParsePool
 from monitor.pipeline import PollContext, in_flight, poll_feed
-from monitor.store import Store
+from monitor.store import open_store, upgrade_pending
+from monitor.store.interface import Storage
 from monitor.stories import Vocabulary
 
 # The package's name, for every module of it: the daemon's log lines keep one logger.
@@ -58,7 +59,7 @@ def announce_upgrade(database: Path) -> bool:
     """If opening ``database`` will migrate it, say so in the log and to systemd, and ask
     for UPGRADE_TIMEOUT more to start (a large database's first start after an upgrade
     can outlast the default start timeout of 90 s). True if it will."""
-    if not Store.upgrade_pending(database):
+    if not upgrade_pending(database):
         return False
     log.info("database_upgrade path=%s (the first start after an upgrade takes longer)", database)
     systemd.notify(
@@ -89,7 +90,7 @@ class Daemon(Reloading):
         self._polls: set[asyncio.Task[object]] = set()
         #: Story clustering of first polls' backlogs, between polls.
         self._backlog = Backlog()
-        self._store: Store | None = None
+        self._store: Storage | None = None
         self._indexer = SearchIndexer(settings.database)
         #: Word rarity of recent articles, for story clustering; refreshed hourly.
         self.vocabulary = Vocabulary()
@@ -157,11 +158,11 @@ class Daemon(Reloading):
             loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
         loop.add_signal_handler(signal.SIGHUP, self.reload, "SIGHUP")
 
-    def _open_store(self) -> Store:
+    def _open_store(self) -> Storage:
         """The database opened (upgraded first if need be), and the rules it runs with
         recorded in it."""
         announce_upgrade(self.settings.database)
-        store = self._store = Store(self.settings.database)
+        store = self._store = open_store(self.settings.database)
         if (frequencies := self._frequencies()) is not None:
             # Recompile with what the stored articles say about word frequencies.
             self.matcher, _ = load_matcher(self.settings, frequencies)
@@ -192,7 +193,7 @@ class Daemon(Reloading):
             nice=settings.parse_nice,
         )
 
-    def _serve_metrics(self, store: Store, pool: ParsePool) -> MetricsServer | None:
+    def _serve_metrics(self, store: Storage, pool: ParsePool) -> MetricsServer | None:
         """The /metrics and /health endpoint, if metrics.listen is set. An address that
         cannot be listened on is a settings error: the pool and the store are closed
         (nothing else is running yet) and the start refused."""
@@ -211,7 +212,7 @@ class Daemon(Reloading):
         log.info("metrics_listening address=%smetrics", server.url)
         return server
 
-    def _poll_context(self, store: Store, fetcher: Fetcher, pool: ParsePool) -> PollContext:
+    def _poll_context(self, store: Storage, fetcher: Fetcher, pool: ParsePool) -> PollContext:
         """What every poll uses; the settings a reload can change are added by _context."""
         return PollContext(
             store=store,
@@ -225,7 +226,7 @@ class Daemon(Reloading):
             metrics=self.metrics,
         )
 
-    def _jobs(self, store: Store) -> AsyncIOScheduler:
+    def _jobs(self, store: Storage) -> AsyncIOScheduler:
         """The scheduler, not started yet, with a job per enabled feed and the
         housekeeping jobs."""
         scheduler = self._scheduler = AsyncIOScheduler(timezone=UTC)
@@ -377,7 +378,7 @@ class Daemon(Reloading):
                 log.info("feed_resumed feed=%s (its stop was cleared: polled now)", name)
                 self._schedule(feed)
 
-    async def _prune_stories(self, store: Store) -> None:
+    async def _prune_stories(self, store: Storage) -> None:
         # On the event loop, like the polls: the store's connection is not shared. The
         # loop goes on between steps (a first prune after days can be millions of keys).
         forgotten = 0
@@ -392,7 +393,7 @@ class Daemon(Reloading):
         if forgotten:
             log.info("stories_pruned articles=%d (their stories are quiet)", forgotten)
 
-    async def _retention(self, store: Store) -> None:
+    async def _retention(self, store: Storage) -> None:
         """Retention in short transactions, the event loop free between them (polls,
         deliveries and the watchdog go on while a large database is pruned)."""
         counts: Counter[str] = Counter()
@@ -435,7 +436,7 @@ class Daemon(Reloading):
         every = min(10.0, self.settings.metrics_stale_after / 4)
         return min(every, watchdog) if watchdog else every
 
-    async def _gauges(self, store: Store) -> None:
+    async def _gauges(self, store: Storage) -> None:
         """The outbox by state, broken and scheduled feeds (a minute apart: counting the
         outbox reads every delivery row)."""
         self.metrics.outbox(store.delivery_counts())

@@ -25,7 +25,7 @@ from monitor.errors import ConfigError, ConfigErrors
 from monitor.match import Matcher, rule_files
 from monitor.models import FeedConfig
 from monitor.pipeline import PollContext
-from monitor.store import Store
+from monitor.store.interface import Storage
 from monitor.text import word_frequencies
 
 # The package's name, for every module of it: the daemon's log lines keep one logger.
@@ -88,7 +88,7 @@ class Reloading(ABC):
     channels: dict[str, Channel]
     matcher: Matcher
     now: Callable[[], datetime]
-    _store: Store | None
+    _store: Storage | None
     _ctx: PollContext | None
     _scheduler: AsyncIOScheduler | None
     _delivery: DeliveryLoops

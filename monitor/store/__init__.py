@@ -20,9 +20,12 @@ from typing import TYPE_CHECKING
 from monitor.lazy import lazy_names
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from monitor.store.alerts import delivery_key
     from monitor.store.articles import BASELINE_MUTED
     from monitor.store.base import CHECKPOINT_PAGES
+    from monitor.store.interface import Storage
     from monitor.store.search import INDEX_BATCH
     from monitor.store.sqlite import Store
     from monitor.store.stories import MAX_CANDIDATES, PER_KEY
@@ -50,3 +53,19 @@ __all__ = [
 
 
 __getattr__ = lazy_names(__name__, _HOMES)
+
+
+def open_store(database: Path, *, readonly: bool = False) -> Storage:
+    """The storage the settings' ``database`` names, opened (and, for writing, brought
+    up to date): the one place that picks the backend (a SQLite file)."""
+    from monitor.store.sqlite import Store
+
+    return Store(database, readonly=readonly)
+
+
+def upgrade_pending(database: Path) -> bool:
+    """Whether opening ``database`` for writing will first bring its schema up to date
+    (a migration can take a minute on a large database)."""
+    from monitor.store.sqlite import Store
+
+    return Store.upgrade_pending(database)
