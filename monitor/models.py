@@ -314,8 +314,8 @@ class PendingDelivery:
     feed: str
     title: str
     link: str
-    published: str | None
-    seen_at: str
+    published: datetime | None
+    seen_at: datetime
     #: For system notices (feed health...): their text; empty for rule hits.
     notice: str = ""
     #: The story of the hit's article, how many distinct sources carry it now, and who.
@@ -341,7 +341,7 @@ class Digest:
     reason: str
     #: What was batched: the rule or channel of a scheduled digest, the feed of a storm.
     label: str
-    created_at: str
+    created_at: datetime
     #: The alerts, oldest first (at most DIGEST_ITEMS of them; ``total`` counts all).
     items: tuple[PendingDelivery, ...]
     total: int

@@ -383,7 +383,10 @@ def stamp_or_none(moment: datetime | None) -> str | None:
 
 
 def unstamp(text: str | None) -> datetime | None:
-    """The datetime of a stored stamp."""
-    if not text:
-        return None
+    """The datetime of a stored stamp (None for none)."""
+    return stamped(text) if text else None
+
+
+def stamped(text: str) -> datetime:
+    """The datetime of a stored stamp that is always there (a NOT NULL column)."""
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
 
@@ -39,8 +40,8 @@ def alert(**changes: Any) -> PendingDelivery:
         feed="wire",
         title="Troops mass near the border",
         link=LINK,
-        published="2026-03-01T10:00:00Z",
-        seen_at="2026-03-01T10:02:00Z",
+        published=datetime(2026, 3, 1, 10, 0, tzinfo=UTC),
+        seen_at=datetime(2026, 3, 1, 10, 2, tzinfo=UTC),
         story_id=7,
         sources=2,
         outlets=("reuters.example", "ap.example"),
@@ -87,7 +88,7 @@ def digest(count: int = 3, total: int = 12, **changes: Any) -> Digest:
         attempts=0,
         reason="digest",
         label="rule sanctions",
-        created_at="2026-03-01T11:00:00Z",
+        created_at=datetime(2026, 3, 1, 11, 0, tzinfo=UTC),
         items=items,
         total=total,
         key="digest-5-desk",

@@ -31,6 +31,7 @@ from monitor.deliver.render_templates import (
 )
 from monitor.deliver.render_vars import alert_vars, footer_line, json_alert
 from monitor.models import Digest, PendingDelivery, Template
+from monitor.text import stamp
 
 
 def _notice(d: PendingDelivery, fmt: Format, limits: Limits) -> Message:
@@ -150,7 +151,7 @@ def _digest_vars(digest: Digest, fmt: Format, step: Step, footer: str) -> dict[s
         "reason": digest.reason,
         "label": one_line(digest.label, 200),
         "summary": summary,
-        "created_at": digest.created_at,
+        "created_at": stamp(digest.created_at),
         "items": [alert_vars(item, fmt, caps) for item in items],
         "total": digest.total,
         "more": max(0, digest.total - len(items)),
@@ -169,7 +170,7 @@ def _json_digest(digest: Digest, step: Step) -> dict[str, Any]:
         "reason": digest.reason,
         "label": digest.label,
         "title": digest_summary(digest),
-        "created_at": digest.created_at,
+        "created_at": stamp(digest.created_at),
         "total": digest.total,
         "more": max(0, digest.total - len(items)),
         "items": [json_alert(item, caps) for item in items],

@@ -19,6 +19,7 @@ from monitor.deliver.render_escape import (
 from monitor.deliver.render_fit import Caps
 from monitor.deliver.render_formats import Format
 from monitor.models import PendingDelivery
+from monitor.text import stamp, stamp_or_none
 
 #: Shown instead of a link whose scheme is not http or https (html and markdown).
 LINK_REMOVED = "(link removed: not http/https)"
@@ -96,8 +97,8 @@ def alert_vars(d: PendingDelivery, fmt: Format, caps: Caps) -> dict[str, Any]:
         "matched": _matched(terms, len(d.terms)),
         "snippet": snippet,
         "highlighted": highlight(snippet, d.terms, fmt),
-        "published": one_line(d.published or "", caps.field),
-        "seen_at": one_line(d.seen_at, caps.field),
+        "published": stamp(d.published) if d.published else "",
+        "seen_at": stamp(d.seen_at),
         "story_id": d.story_id,
         "sources": d.sources,
         "outlets": outlets,
@@ -123,8 +124,8 @@ def json_alert(d: PendingDelivery, caps: Caps) -> dict[str, Any]:
         "feed": cut(d.feed, caps.field),
         "terms": [cut(t, caps.field) for t in d.terms[: caps.terms]],
         "snippet": cut(d.snippet, caps.snippet),
-        "published": d.published,
-        "seen_at": d.seen_at,
+        "published": stamp_or_none(d.published),
+        "seen_at": stamp(d.seen_at),
         "story": {
             "id": d.story_id,
             "sources": d.sources,

@@ -23,7 +23,6 @@ from monitor.deliver.render_message import render, render_digest
 from monitor.errors import StorageBusy
 from monitor.models import AlertPolicy, Digest, PendingDelivery
 from monitor.policy import hold_back, quiet_end
-from monitor.text import unstamp
 
 if TYPE_CHECKING:
     # The outbox's Protocol, and no more: the delivery loop works on any backend.
@@ -47,8 +46,8 @@ def _count_sent(
     if not isinstance(delivery, Digest) or delivery.reason == "storm":
         items = delivery.items if isinstance(delivery, Digest) else (delivery,)
         for item in items:
-            seen = unstamp(item.seen_at) if not item.notice else None
-            if seen is not None:
+            if not item.notice:
+                seen = item.seen_at
                 metrics.alert_latency(max(0.0, (at - seen).total_seconds()))
     metrics.delivery(channel, "sent")  # last: a scrape that sees it sees the latency too
 

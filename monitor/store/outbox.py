@@ -10,7 +10,7 @@ from typing import Any
 from monitor.models import Digest, PendingDelivery
 from monitor.policy import DIGEST_ITEMS
 from monitor.store.alerts import AlertsMixin
-from monitor.text import stamp, unstamp
+from monitor.text import stamp, stamped, unstamp
 
 
 class OutboxMixin(AlertsMixin):
@@ -59,7 +59,7 @@ class OutboxMixin(AlertsMixin):
                     attempts=row[3],
                     reason=row[5],
                     label=row[6],
-                    created_at=row[7],
+                    created_at=stamped(row[7]),
                     items=tuple(i for i in items if isinstance(i, PendingDelivery)),
                     total=row[8],
                     key=row[4],
@@ -99,8 +99,8 @@ class OutboxMixin(AlertsMixin):
                 feed=r[7],
                 title=r[8],
                 link=r[9],
-                published=r[10],
-                seen_at=r[11],
+                published=unstamp(r[10]),
+                seen_at=stamped(r[11]),
                 notice=r[12],
                 step=r[13],
                 story_id=r[14],
