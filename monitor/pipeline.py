@@ -130,23 +130,11 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
         )
         fetched = time.monotonic() - started
         parsed, known = await _parse(feed, url, result, matcher, ctx)
-    except FeedError as exc:
-        return replace(
-            _failed(feed, exc, state, ctx), fetch_seconds=fetched or time.monotonic() - started
-        )
     except StorageError:
         raise  # the database's trouble, not the feed's (the daemon logs poll_crashed)
-    except Exception as exc:  # a bug in fetching or parsing: still recorded as this feed's
-        log.exception("poll_bug feed=%s url=%s", feed.name, mask_url(url))
-        bug = FeedError(
-            mask_url(url),
-            f"unexpected {type(exc).__name__} while fetching or parsing; this is a bug "
-            "(the log has the details: `poll_bug`)",
-            kind="bug",
-        )
-        return replace(
-            _failed(feed, bug, state, ctx), fetch_seconds=fetched or time.monotonic() - started
-        )
+    except Exception as exc:  # FeedError, or a bug in fetching or parsing
+        failed = _failed(feed, _as_feed_error(exc, feed, url), state, ctx)
+        return replace(failed, fetch_seconds=fetched or time.monotonic() - started)
     permanent = getattr(result, "permanent_url", None)
     # Said once per new target: a feed with credentials keeps its configured URL (the
     # stored one is masked), so its redirect is seen again at every poll.
@@ -178,6 +166,20 @@ async def _poll(feed: FeedConfig, matcher: Matcher, ctx: PollContext) -> PollRes
             released=released,
         ),
         ctx,
+    )
+
+
+def _as_feed_error(exc: Exception, feed: FeedConfig, url: str) -> FeedError:
+    """``exc`` as this feed's error: a bug in fetching or parsing is logged with its
+    traceback and still recorded on the feed (kind "bug")."""
+    if isinstance(exc, FeedError):
+        return exc
+    log.error("poll_bug feed=%s url=%s", feed.name, mask_url(url), exc_info=exc)
+    return FeedError(
+        mask_url(url),
+        f"unexpected {type(exc).__name__} while fetching or parsing; this is a bug "
+        "(the log has the details: `poll_bug`)",
+        kind="bug",
     )
 
 
