@@ -24,6 +24,8 @@ from monitor.pipeline import ParseFunction, PollContext, poll_feed
 from monitor.query import parse_query
 from monitor.store import Store
 
+pytestmark = pytest.mark.process  # every test polls feeds of a RawServer
+
 MiB = 2**20
 GOOD = rss(
     [
