@@ -263,8 +263,15 @@ def test_ipv6_loopback(metrics: Metrics) -> None:
 @pytest.mark.process
 def test_close_twice_is_fine(metrics: Metrics) -> None:
     running = serve(metrics, port=0, poll_interval=0.02)
+    assert get(running, "/health")[0] == 200
     running.close()
-    running.close()
+    # Closed: nothing listens at the port any more.
+    with pytest.raises(urllib.error.URLError) as refused:
+        get(running, "/health")
+    assert isinstance(refused.value.reason, ConnectionRefusedError), refused.value
+    running.close()  # raises nothing (a hang would fail at the test's timeout)
+    with pytest.raises(urllib.error.URLError):
+        get(running, "/health")
 
 
 def test_unknown_outcomes_are_refused(metrics: Metrics) -> None:
