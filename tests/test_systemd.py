@@ -85,7 +85,7 @@ class NotifySocket:
         return message
 
     def wait_for(
-        self, predicate: Callable[[Message], bool], what: str, timeout: float = 10.0
+        self, predicate: Callable[[Message], bool], what: str, timeout: float = 30.0
     ) -> Message:
         """The next datagram for which ``predicate`` holds (earlier ones are kept in
         ``received``); fails the test after ``timeout`` seconds."""
