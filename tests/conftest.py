@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -57,14 +57,16 @@ T = TypeVar("T")
 
 def wait_for(
     predicate: Callable[[], T],
-    timeout: float = 10.0,
+    timeout: float = 30.0,
     interval: float = 0.02,
     message: str | None = None,
 ) -> T:
     """Call ``predicate`` until it returns something truthy and return that value.
 
     Fails the test with a clear message (what was awaited, for how long, and the last
-    value seen) once ``timeout`` seconds have passed.
+    value seen) once ``timeout`` seconds have passed. The default is generous: a wait
+    that takes a second on an idle machine can take many more beside other work, and a
+    deadline only decides how long a failing test takes to say so.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -75,6 +77,104 @@ def wait_for(
             what = message or getattr(predicate, "__name__", repr(predicate))
             pytest.fail(f"timed out after {timeout:g}s waiting for {what} (last value: {value!r})")
         time.sleep(interval)
+
+
+# --- tiers: the `process` marker ---------------------------------------------------------
+#
+# A test that starts a real process (the daemon, a subprocess, parse-pool workers) or a
+# server (feeds, SMTP, webhooks, metrics) is marked `process`; `pytest -m "not process"`
+# runs the rest, the fast inner loop. Tests using one of the fixtures below are marked at
+# collection; a test that starts one by itself says so with `@pytest.mark.process`. A test
+# left unmarked that listens on a socket or starts a process anyway fails, naming what it
+# started, so the fast tier stays free of them.
+
+#: Fixtures that start a server or a process (also when used through another fixture).
+PROCESS_FIXTURES = frozenset(
+    {
+        "feed_server",  # FeedServer over feed_dir
+        "smtp_server",  # aiosmtpd
+        "webhook",  # the JSON receiver
+        "start_daemon",  # `python -m monitor run` (also test_crash's own)
+        "stalling_webhook",  # test_crash
+        "slow_feed",  # test_crash
+        "server",  # test_metrics: the metrics server
+        "tripwire",  # test_parse: an HTTP server a parse must never reach
+        "no_leaks",  # test_parse: worker processes of a ParsePool, checked to be gone
+        "pool",  # test_parse: a ParsePool (uses no_leaks)
+        "start_notified",  # test_systemd: the daemon under a notify socket
+    }
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.process)
+
+
+class _StartGuard:
+    """While installed: socket listens and process starts are refused and noted."""
+
+    def __init__(self) -> None:
+        import multiprocessing.process
+
+        self.started: list[str] = []
+        self._patches = [
+            (socket.socket, "listen", "a server (socket.listen)"),
+            (subprocess.Popen, "_execute_child", "a subprocess"),
+            (multiprocessing.process.BaseProcess, "start", "a worker process"),
+        ]
+        self._saved = [vars(owner).get(name) for owner, name, _ in self._patches]
+
+    def _refuse(self, what: str) -> Callable[..., Any]:
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            self.started.append(what)
+            pytest.fail(f"started {what} without the `process` marker")
+
+        return refused
+
+    def __enter__(self) -> _StartGuard:
+        for owner, name, what in self._patches:
+            setattr(owner, name, self._refuse(what))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for (owner, name, _), saved in zip(self._patches, self._saved, strict=True):
+            if saved is None:
+                delattr(owner, name)  # inherited (socket.listen is _socket.socket's)
+            else:
+                setattr(owner, name, saved)
+
+
+def _guarded(item: pytest.Item) -> Generator[None, object, object]:
+    """The body of the runtest hook wrappers: a phase of an unmarked test runs guarded."""
+    if item.get_closest_marker("process") is not None:
+        return (yield)
+    with _StartGuard() as guard:
+        result = yield
+    if guard.started:  # also what a thread started, where the failure may have been lost
+        pytest.fail(
+            f"{item.nodeid} started {', '.join(sorted(set(guard.started)))}: mark it "
+            "@pytest.mark.process (or use a fixture of conftest.PROCESS_FIXTURES)",
+            pytrace=False,
+        )
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from _guarded(item))
 
 
 # --- clock -------------------------------------------------------------------------------
@@ -437,7 +537,7 @@ def make_project(tmp_path: Path) -> Callable[..., Project]:
 
 # --- the real daemon process -------------------------------------------------------------
 
-STOP_DEADLINE = 15.0
+STOP_DEADLINE = 30.0
 
 
 def command(*args: str) -> list[str]:

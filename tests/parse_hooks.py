@@ -66,13 +66,13 @@ def misbehave(feed: str, url: str, content: bytes, headers: Mapping[str, str]) -
 
 def rendezvous(feed: str, url: str, content: bytes, headers: Mapping[str, str]) -> list[Article]:
     """Content ``<directory> <n>``: leave a file named after this process in the directory,
-    then wait (up to 10 s) until ``n`` processes have; the article's title is the pid.
+    then wait (up to 20 s) until ``n`` processes have; the article's title is the pid.
     Succeeds only if ``n`` parses run at the same time, in different processes."""
     directory, count = content.decode().split()
     pid = str(os.getpid())
     with open(os.path.join(directory, pid), "w"):
         pass
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 20
     while len(os.listdir(directory)) < int(count):
         if time.monotonic() > deadline:
             raise TimeoutError("the other parses never arrived")

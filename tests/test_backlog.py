@@ -158,7 +158,7 @@ def backlog_context(store: Store, clock: Clock) -> PollContext:
     return PollContext(store=store, fetch=unused, parse=unused, default_channels=(), now=clock)
 
 
-def wait_for(condition: Callable[[], bool], deadline: float = 10.0) -> Callable[[], Any]:
+def wait_for(condition: Callable[[], bool], deadline: float = 30.0) -> Callable[[], Any]:
     async def waiter() -> None:
         end = time.monotonic() + deadline
         while not condition():

@@ -57,10 +57,10 @@ FETCH = {"timeout": "10s", "jitter": "0s", "allow_private": ["127.0.0.0/8"]}
 #: keeps whole seconds).
 DELIVERY = {"interval": "100ms", "retry_min": "200ms", "retry_max": "500ms"}
 #: Generous deadlines for waits that normally end within a second or two.
-TIMEOUT = 15.0
-STOP_DEADLINE = 15.0
+TIMEOUT = 30.0
+STOP_DEADLINE = 30.0
 #: Longest time a stalling server holds a request (a safety net; tests release sooner).
-HOLD_LIMIT = 20.0
+HOLD_LIMIT = 60.0
 
 
 def hit_item(n: int) -> Item:

@@ -125,7 +125,7 @@ def test_daemon_polls_alerts_stops_and_restarts_without_repeating_alerts(
     daemon = start_daemon(daemon_project)
 
     # Both hits reach the webhook and the terminal...
-    wait_for(lambda: len(webhook.bodies) >= 2, timeout=20, message="two webhook alerts")
+    wait_for(lambda: len(webhook.bodies) >= 2, message="two webhook alerts")
     assert {b["title"] for b in webhook.bodies} == TITLES
     wait_for(
         lambda: all(f"=== ALERT {t}" in daemon.stdout() for t in TITLES),
@@ -175,7 +175,6 @@ def test_daemon_polls_alerts_stops_and_restarts_without_repeating_alerts(
     # A 304 after the restart means the 200 poll was stored completely (new ETag saved).
     wait_for(
         lambda: feed_server.not_modified["wire.xml"] > not_modified,
-        timeout=20,
         message="a full poll then a 304 poll by the restarted daemon",
     )
     assert feed_server.requests["wire.xml"] >= requests + 2
@@ -513,7 +512,7 @@ def test_a_first_polls_backlog_gets_its_stories_after_the_poll_and_after_a_resta
     store.close()
 
     daemon = start_daemon(project)
-    wait_for(lambda: feed_server.not_modified["wire.xml"] >= 1, timeout=20, message="a 304 poll")
+    wait_for(lambda: feed_server.not_modified["wire.xml"] >= 1, message="a 304 poll")
     wait_for(
         lambda: (
             query(db, "SELECT count(*) FROM articles WHERE story_id IS NULL") == [(0,)]

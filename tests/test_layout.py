@@ -30,6 +30,7 @@ def test_an_unknown_name_of_deliver_is_an_attribute_error() -> None:
         monitor.deliver.nothing  # noqa: B018
 
 
+@pytest.mark.process  # a fresh interpreter: what an import loads
 def test_reading_settings_does_not_import_apprise() -> None:
     code = (
         "import sys, monitor.config, monitor.deliver.render_message;print('apprise' in sys.modules)"
@@ -53,6 +54,7 @@ def test_database_libraries_are_imported_only_under_store() -> None:
     assert found == []
 
 
+@pytest.mark.process  # a fresh interpreter: what an import loads
 def test_the_storage_interface_loads_no_database_driver() -> None:
     code = (
         "import sys, monitor.store.interface, monitor.deliver.send, monitor.pipeline;"

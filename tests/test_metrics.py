@@ -209,6 +209,7 @@ def test_other_paths_are_404_and_nothing_is_logged(
     assert (out, err) == ("", "")
 
 
+@pytest.mark.process
 def test_two_instances_in_one_process_keep_their_own_counts(ticker: Ticker) -> None:
     first, second = Metrics(clock=ticker), Metrics(clock=ticker)
     with (
@@ -229,6 +230,7 @@ def test_two_instances_in_one_process_keep_their_own_counts(ticker: Ticker) -> N
     assert prometheus_client.REGISTRY.get_sample_value("news_monitor_feeds") is None
 
 
+@pytest.mark.process
 def test_a_taken_port_is_a_clear_error(metrics: Metrics) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -245,6 +247,7 @@ def test_an_address_not_of_this_host_is_a_clear_error(metrics: Metrics) -> None:
         serve(metrics, "192.0.2.1", 9464)  # TEST-NET-1: never a local address
 
 
+@pytest.mark.process
 def test_ipv6_loopback(metrics: Metrics) -> None:
     try:
         with socket.socket(socket.AF_INET6) as probe:
@@ -257,10 +260,18 @@ def test_ipv6_loopback(metrics: Metrics) -> None:
             assert response.status == 200
 
 
+@pytest.mark.process
 def test_close_twice_is_fine(metrics: Metrics) -> None:
     running = serve(metrics, port=0, poll_interval=0.02)
+    assert get(running, "/health")[0] == 200
     running.close()
-    running.close()
+    # Closed: nothing listens at the port any more.
+    with pytest.raises(urllib.error.URLError) as refused:
+        get(running, "/health")
+    assert isinstance(refused.value.reason, ConnectionRefusedError), refused.value
+    running.close()  # raises nothing (a hang would fail at the test's timeout)
+    with pytest.raises(urllib.error.URLError):
+        get(running, "/health")
 
 
 def test_unknown_outcomes_are_refused(metrics: Metrics) -> None:

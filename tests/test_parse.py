@@ -764,28 +764,35 @@ def test_a_worker_gets_the_matcher_once_and_each_new_one(no_leaks: None) -> None
     content = fifty_items()
     first, second = matcher_of("troops"), matcher_of("nothing-like-this")
     with ParsePool(1) as real:
-        sent: list[bool] = []
-        original = real._run
+        sent: list[bool] = []  # per parse: was the matcher sent to the worker it ran on?
+        original_run, original_acquire = real._run, real._acquire
+        token: list[Any] = [None]
 
-        def spy(job: Any, request: Any, matching: Any) -> Any:
-            [worker] = real._idle or [None]
-            sent.append(worker is None or worker.matcher != matching[0].token)
-            return original(job, request, matching)
+        def run_spy(job: Any, request: Any, matching: Any) -> Any:
+            token[0] = matching[0].token
+            return original_run(job, request, matching)
 
-        real._run = spy  # type: ignore[method-assign]
+        def acquire_spy(job: Any, shown: str) -> Any:
+            worker = original_acquire(job, shown)
+            sent.append(worker.matcher != token[0])
+            return worker
+
+        real._run = run_spy  # type: ignore[method-assign]
+        real._acquire = acquire_spy  # type: ignore[method-assign]
         for matcher in (first, first, second, second, first):
             matched = run(real.parse_matched("wire", URL, content, RSS_TYPE, matcher))
             assert all(bool(hits) == (matcher is first) for _, hits in matched)
-        [pid] = [p.pid for p in real.processes]
+        [process] = real.processes
+        pid = process.pid
         assert sent == [True, False, True, False, True]
-        # A worker that is replaced gets the matcher again.
-        real.processes[0].kill()
-        with pytest.raises(FeedError, match=r"crashed|killed"):
-            run(real.parse_matched("wire", URL, content, RSS_TYPE, first))
+        # A worker that is replaced gets the matcher again (killed while idle, and gone
+        # before the next parse: a kill the pool may or may not see first is a race).
+        process.kill()
+        process.join(30)
         matched = run(real.parse_matched("wire", URL, content, RSS_TYPE, first))
         assert all(hits for _, hits in matched)
         assert [p.pid for p in real.processes] != [pid]
-        assert sent[-2:] == [False, True]
+        assert sent[-1:] == [True]
 
 
 def test_feed_errors_come_back_as_feed_errors(pool: ParsePool) -> None:
@@ -893,21 +900,27 @@ def test_a_sandbox_that_forbids_limits_is_reported_not_fatal(
     assert "could not limit memory ([Errno 1] Operation not permitted)" in capsys.readouterr().err
 
 
-def test_parses_on_other_workers_are_not_disturbed(pool: ParsePool) -> None:
-    async def both() -> tuple[BaseException | list[Article], ...]:
-        slow = asyncio.ensure_future(pool.parse("slow", URL, b"SLEEP 60", {}))
-        fine = await pool.parse("fine", URL, fifty_items(), RSS_TYPE)
-        assert not slow.done()  # still running on the other worker
-        return (fine, *(await asyncio.gather(slow, return_exceptions=True)))
+def test_parses_on_other_workers_are_not_disturbed(no_leaks: None) -> None:
+    # The slow parse's deadline is far away: it is still running when the fine one ends,
+    # however long this machine takes to start the second worker.
+    with ParsePool(2, deadline=60.0, target=parse_hooks.misbehave) as pool:
 
-    fine, slow = run(both())
-    assert isinstance(fine, list) and len(fine) == 50
-    assert isinstance(slow, FeedError) and "longer than 2s" in slow.message
+        async def both() -> tuple[list[Article], bool]:
+            slow = asyncio.ensure_future(pool.parse("slow", URL, b"SLEEP 60", {}))
+            await asyncio.to_thread(wait_for, lambda: pool.busy == 1)
+            fine = await pool.parse("fine", URL, fifty_items(), RSS_TYPE)
+            running = not slow.done()  # on the other worker
+            slow.cancel()
+            await asyncio.gather(slow, return_exceptions=True)
+            return fine, running
+
+        fine, running = run(both())
+    assert len(fine) == 50 and running
 
 
 def test_two_parses_run_in_parallel_on_two_workers(tmp_path: Path, no_leaks: None) -> None:
     # Each parse waits until both are running: one worker at a time would never finish.
-    with ParsePool(2, deadline=5.0, target=parse_hooks.rendezvous) as pool:
+    with ParsePool(2, deadline=30.0, target=parse_hooks.rendezvous) as pool:
         request = f"{tmp_path} 2".encode()
 
         async def both() -> list[list[Article]]:
@@ -919,7 +932,7 @@ def test_two_parses_run_in_parallel_on_two_workers(tmp_path: Path, no_leaks: Non
 
 
 def test_parses_beyond_the_worker_count_queue(no_leaks: None) -> None:
-    with ParsePool(1, deadline=5.0, target=parse_hooks.misbehave) as pool:
+    with ParsePool(1, deadline=30.0, target=parse_hooks.misbehave) as pool:
 
         async def many() -> list[list[Article]]:
             return list(await asyncio.gather(*(pool.parse("w", URL, b"PID", {}) for _ in "abcd")))
@@ -942,7 +955,7 @@ def test_a_cancelled_parse_kills_its_worker_and_the_pool_goes_on(no_leaks: None)
                 await task
 
         run(cancel())
-        wait_for(lambda: not alive(before), timeout=5, message="the cancelled worker to die")
+        wait_for(lambda: not alive(before), message="the cancelled worker to die")
         assert pid_of(pool) != before
 
 

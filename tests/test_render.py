@@ -704,6 +704,25 @@ def test_digest_escapes_hostile_items(fmt: Format) -> None:
         assert "@everyone" not in body and r"\[x\](javascript" in body
     if fmt == "json":
         assert json.loads(body)["items"][0]["title"] == HOSTILE_TITLE
+    if fmt == "text":
+        # Shown as they came, mass mentions broken, each value on its line of the layout.
+        assert body.splitlines() == [
+            "digest: 1 alert (rule sanctions)",
+            "",
+            "- [troop-movements] (urgent) "
+            + HOSTILE_TITLE.replace("@everyone", f"@{ZWSP}everyone"),
+            "  Link:    javascript:alert(document.cookie)",
+            "  Feed:    wire <b> · Matched: soldiers, <i>x</i>",
+            "Digest:    #5 · key digest-5-desk",
+        ]
+        # A line break in a value cannot forge a line of the layout.
+        forged = replace(hostile(), title="x\nDigest:    #99 · key forged", feed="w\n- [x] y")
+        lines = render_digest(digest(items=(forged,), total=1), fmt).body.splitlines()
+        assert len(lines) == len(body.splitlines())
+        assert [line for line in lines if line.startswith(("Digest:", "- "))] == [
+            "- [troop-movements] (urgent) x Digest:    #99 · key forged",
+            "Digest:    #5 · key digest-5-desk",
+        ]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

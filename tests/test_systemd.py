@@ -85,7 +85,7 @@ class NotifySocket:
         return message
 
     def wait_for(
-        self, predicate: Callable[[Message], bool], what: str, timeout: float = 10.0
+        self, predicate: Callable[[Message], bool], what: str, timeout: float = 30.0
     ) -> Message:
         """The next datagram for which ``predicate`` holds (earlier ones are kept in
         ``received``); fails the test after ``timeout`` seconds."""
@@ -364,6 +364,7 @@ def test_every_hardening_line_is_preceded_by_a_comment() -> None:
         assert before.startswith("#"), f"no comment above {lines[directive.line]!r}"
 
 
+@pytest.mark.process
 def test_unit_parses_without_warnings() -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
@@ -381,6 +382,7 @@ def test_unit_parses_without_warnings() -> None:
     assert problems == []
 
 
+@pytest.mark.process
 def test_unit_security_exposure_is_at_most_2() -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
@@ -419,6 +421,7 @@ def user_exists(name: str) -> bool:
     return True
 
 
+@pytest.mark.process
 def test_make_install_into_destdir_builds_the_tree(tmp_path: Path) -> None:
     root = tmp_path / "root"
     had_user = user_exists("news-monitor")
@@ -468,6 +471,7 @@ def test_make_install_into_destdir_builds_the_tree(tmp_path: Path) -> None:
     assert unit.read_text() == UNIT.read_text()
 
 
+@pytest.mark.process
 def test_make_install_prefix_moves_the_venv_and_the_unit_follows(tmp_path: Path) -> None:
     root = tmp_path / "root"
 
@@ -482,6 +486,7 @@ def test_make_install_prefix_moves_the_venv_and_the_unit_follows(tmp_path: Path)
     assert not (root / "usr").exists()  # BINDIR= : no link
 
 
+@pytest.mark.process
 def test_make_install_refuses_a_python_the_service_cannot_see(tmp_path: Path) -> None:
     # A stand-in interpreter that says it lives in a home directory (as pyenv's do).
     python = tmp_path / "python3"
