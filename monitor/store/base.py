@@ -38,7 +38,7 @@ def _database_error(path: Path, action: str, exc: sqlite3.Error) -> StorageError
         return StorageBusy(f"{path}: database is locked by another process; try again")
     hint = ""
     if "full" in text:
-        hint = "; free disk space (nothing stored is lost: the poll is redone)"
+        hint = "; free disk space (the change was rolled back and is tried again)"
     elif "malformed" in text or "not a database" in text:
         hint = "; the file is damaged or not a news-monitor database: restore a backup"
     elif "readonly" in text or "unable to open" in text:
