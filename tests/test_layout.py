@@ -64,6 +64,18 @@ def test_the_storage_interface_loads_no_database_driver() -> None:
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.process  # a fresh interpreter: what an import loads
+def test_a_parse_worker_loads_the_matcher_without_the_rule_loader() -> None:
+    # The forkserver preloads these for every parse worker (monitor/parse/pool.py): the
+    # settings, YAML and templates that rule files need would cost each worker ~12 MiB.
+    code = (
+        "import sys, monitor.parse, monitor.match.matcher;"
+        "print(sorted(m for m in ('monitor.config', 'yaml', 'jinja2') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("name", monitor.store.__all__)
 def test_every_name_of_store_resolves(name: str) -> None:
     assert getattr(monitor.store, name) is not None

@@ -9,29 +9,35 @@
   version of a rule over the same articles (pure).
 
 The names other modules use are re-exported here, so that they need not know which of
-these modules holds what.
+these modules holds what, and imported on first use: a parse worker needs the matcher,
+not the rule-file loader (which brings in the settings, YAML and templates).
 """
 
-from monitor.match.matcher import (
-    DEFAULT_FIELDS,
-    SNIPPET_WIDTH,
-    Matcher,
-    all_terms,
-    field_texts,
-    positive_terms,
-)
-from monitor.match.query import QueryError, check_regex, compile_regex, parse_query, parse_term
-from monitor.match.ruleset import (
-    REALERT_KEYS,
-    RULE_KEYS,
-    RuleSet,
-    load_rule_file,
-    load_rules,
-    resolve_references,
-    rule_files,
-    rule_from_source,
-)
-from monitor.match.ruletest import Example, RuleReport, compare, marks
+from typing import TYPE_CHECKING
+
+from monitor.lazy import lazy_names
+
+if TYPE_CHECKING:
+    from monitor.match.matcher import (
+        DEFAULT_FIELDS,
+        SNIPPET_WIDTH,
+        Matcher,
+        all_terms,
+        field_texts,
+        positive_terms,
+    )
+    from monitor.match.query import QueryError, check_regex, compile_regex, parse_query, parse_term
+    from monitor.match.ruleset import (
+        REALERT_KEYS,
+        RULE_KEYS,
+        RuleSet,
+        load_rule_file,
+        load_rules,
+        resolve_references,
+        rule_files,
+        rule_from_source,
+    )
+    from monitor.match.ruletest import Example, RuleReport, compare, marks
 
 __all__ = [
     "DEFAULT_FIELDS",
@@ -58,3 +64,32 @@ __all__ = [
     "rule_files",
     "rule_from_source",
 ]
+
+#: The module of this package that holds each name of ``__all__``.
+_HOMES = {
+    "DEFAULT_FIELDS": "matcher",
+    "SNIPPET_WIDTH": "matcher",
+    "Matcher": "matcher",
+    "all_terms": "matcher",
+    "field_texts": "matcher",
+    "positive_terms": "matcher",
+    "QueryError": "query",
+    "check_regex": "query",
+    "compile_regex": "query",
+    "parse_query": "query",
+    "parse_term": "query",
+    "REALERT_KEYS": "ruleset",
+    "RULE_KEYS": "ruleset",
+    "RuleSet": "ruleset",
+    "load_rule_file": "ruleset",
+    "load_rules": "ruleset",
+    "resolve_references": "ruleset",
+    "rule_files": "ruleset",
+    "rule_from_source": "ruleset",
+    "Example": "ruletest",
+    "RuleReport": "ruletest",
+    "compare": "ruletest",
+    "marks": "ruletest",
+}
+
+__getattr__ = lazy_names(__name__, _HOMES)

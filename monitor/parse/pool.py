@@ -80,7 +80,7 @@ def default_context() -> BaseContext:
         # program's main module; monitor.parse brings feedparser (and every module a
         # worker runs), monitor.match what an unpickled Matcher needs. No effect once the
         # process's forkserver is running (it is shared by every forkserver user).
-        context.set_forkserver_preload(["__main__", "monitor.parse", "monitor.match"])
+        context.set_forkserver_preload(["__main__", "monitor.parse", "monitor.match.matcher"])
         return context
     return multiprocessing.get_context("spawn")
 
