@@ -30,13 +30,16 @@ def test_an_unknown_name_of_deliver_is_an_attribute_error() -> None:
         monitor.deliver.nothing  # noqa: B018
 
 
+def loaded(imports: str, *modules: str) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has loaded after ``import {imports}``."""
+    code = f"import sys, {imports}; print(' '.join(m for m in {modules!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
 @pytest.mark.process  # a fresh interpreter: what an import loads
 def test_reading_settings_does_not_import_apprise() -> None:
-    code = (
-        "import sys, monitor.config, monitor.deliver.render_message;print('apprise' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert loaded("monitor.config, monitor.deliver.render_message", "apprise") == []
 
 
 ROOT = Path(__file__).parent.parent / "monitor"
@@ -56,24 +59,15 @@ def test_database_libraries_are_imported_only_under_store() -> None:
 
 @pytest.mark.process  # a fresh interpreter: what an import loads
 def test_the_storage_interface_loads_no_database_driver() -> None:
-    code = (
-        "import sys, monitor.store.interface, monitor.deliver.send, monitor.pipeline;"
-        "print(sorted(m for m in ('sqlite3', 'sqlite_utils') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    imports = "monitor.store.interface, monitor.deliver.send, monitor.pipeline"
+    assert loaded(imports, "sqlite3", "sqlite_utils") == []
 
 
 @pytest.mark.process  # a fresh interpreter: what an import loads
 def test_a_parse_worker_loads_the_matcher_without_the_rule_loader() -> None:
     # The forkserver preloads these for every parse worker (monitor/parse/pool.py): the
     # settings, YAML and templates that rule files need would cost each worker ~12 MiB.
-    code = (
-        "import sys, monitor.parse, monitor.match.matcher;"
-        "print(sorted(m for m in ('monitor.config', 'yaml', 'jinja2') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert loaded("monitor.parse, monitor.match.matcher", "monitor.config", "yaml", "jinja2") == []
 
 
 @pytest.mark.parametrize("name", monitor.store.__all__)
