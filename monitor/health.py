@@ -51,6 +51,22 @@ def feed_health(
     """What to tell the operator after a poll, given the feed's stored state after it."""
     notices: list[Notice] = []
     flags: dict[str, int] = {}
+    _errors(name, url, state, failures, newly_stopped, notices, flags)
+    if silence:
+        _silence(name, url, state, now, silence, notices, flags)
+    return HealthDecision(notices, flags)
+
+
+def _errors(
+    name: str,
+    url: str,
+    state: FeedState,
+    failures: int,
+    newly_stopped: bool,
+    notices: list[Notice],
+    flags: dict[str, int],
+) -> None:
+    """The notice of a feed stopped for good, failing, or recovered, if one is due."""
     errors = state.consecutive_errors
     if newly_stopped:
         notices.append(
@@ -89,28 +105,38 @@ def feed_health(
             )
         )
         flags["failing_alerted"] = 0
-    if silence:
-        last_new = state.last_new
-        quiet_for = (now - last_new).total_seconds() if last_new else None
-        if quiet_for is not None and quiet_for >= silence and not state.quiet_alerted:
-            notices.append(
-                Notice(
-                    "feed-silent",
-                    name,
-                    f"feed {name} has published nothing for {_span(quiet_for)}",
-                    f"Feed {name} ({url}) has had no new article since {stamp_or_none(last_new)} "
-                    f"(expected within {_span(silence)}). The feed may be stale or moved.",
-                )
+
+
+def _silence(
+    name: str,
+    url: str,
+    state: FeedState,
+    now: datetime,
+    silence: float,
+    notices: list[Notice],
+    flags: dict[str, int],
+) -> None:
+    """The notice of a feed silent for ``silence`` seconds, or publishing again, if due."""
+    last_new = state.last_new
+    quiet_for = (now - last_new).total_seconds() if last_new else None
+    if quiet_for is not None and quiet_for >= silence and not state.quiet_alerted:
+        notices.append(
+            Notice(
+                "feed-silent",
+                name,
+                f"feed {name} has published nothing for {_span(quiet_for)}",
+                f"Feed {name} ({url}) has had no new article since {stamp_or_none(last_new)} "
+                f"(expected within {_span(silence)}). The feed may be stale or moved.",
             )
-            flags["quiet_alerted"] = 1
-        elif quiet_for is not None and quiet_for < silence and state.quiet_alerted:
-            notices.append(
-                Notice(
-                    "feed-active",
-                    name,
-                    f"feed {name} publishes again",
-                    f"Feed {name} ({url}) has new articles again.",
-                )
+        )
+        flags["quiet_alerted"] = 1
+    elif quiet_for is not None and quiet_for < silence and state.quiet_alerted:
+        notices.append(
+            Notice(
+                "feed-active",
+                name,
+                f"feed {name} publishes again",
+                f"Feed {name} ({url}) has new articles again.",
             )
-            flags["quiet_alerted"] = 0
-    return HealthDecision(notices, flags)
+        )
+        flags["quiet_alerted"] = 0

@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -38,7 +39,7 @@ from monitor.config.feedsfile import (
 )
 from monitor.config.opml import OpmlFeed, feed_name, parse_opml, to_opml
 from monitor.errors import ConfigError, ConfigErrors, MonitorError, StorageBusy
-from monitor.models import FeedState
+from monitor.models import FeedConfig, FeedState
 from monitor.text import mask_url, stamp_or_none
 
 #: The largest OPML file `feeds import` reads.
@@ -132,63 +133,69 @@ def feeds(ctx: click.Context, config_path: Path, as_json: bool) -> None:
                 states = {state.name: state for state in store.feeds()}
             except MonitorError as exc:
                 raise click.ClickException(str(exc)) from exc
-    rows = []
-    for feed in settings.feeds:
-        state = states.get(feed.name, FeedState(feed.name))
-        polled = feed.name in states
-        rows.append(
-            {
-                "name": feed.name,
-                "url": mask_url(feed.url),
-                "enabled": feed.enabled,
-                "interval": feed.interval,
-                "tags": list(feed.tags),
-                "health": health_of(feed.enabled, state if polled else None),
-                "last_fetch": stamp_or_none(state.last_fetch),
-                "last_success": stamp_or_none(state.last_success),
-                "last_outcome": state.last_outcome,
-                "consecutive_errors": state.consecutive_errors,
-                "last_error": state.last_error,
-                "last_error_kind": state.last_error_kind,
-                # A paused or stopped feed has none, whatever was planned before.
-                "next_poll": stamp_or_none(state.next_poll)
-                if feed.enabled and not state.disabled
-                else None,
-                "retry_after_until": stamp_or_none(state.retry_after_until),
-                "moved_to": state.moved_to,
-                "stopped_because": state.disabled,
-                "last_new": stamp_or_none(state.last_new),
-            }
-        )
+    rows = [_feed_row(feed, states.get(feed.name)) for feed in settings.feeds]
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     for row in rows:
-        health = str(row["health"])
-        colour = (
-            "green"
-            if health == "ok"
-            else "red"
-            if health.startswith(("failing", "stopped"))
-            else "yellow"
-        )
-        click.echo(
-            f"{click.style(row['name'], bold=True)}  {click.style(health, fg=colour)}"
-            f"  every {row['interval']:g}s  {row['url']}"
-        )
-        details = [
-            f"last success {row['last_success'] or '-'}",
-            f"next poll {row['next_poll'] or '-'}",
-        ]
-        if row["retry_after_until"]:
-            details.append(f"server asked to wait until {row['retry_after_until']}")
-        if row["moved_to"]:
-            details.append(f"moved permanently to {row['moved_to']}")
-        click.echo("    " + "; ".join(details))
-        if row["last_error"]:
-            click.echo(f"    last error ({row['last_error_kind'] or 'error'}): {row['last_error']}")
-        if row["stopped_because"]:
-            click.echo(f"    stopped: {row['stopped_because']}")
+        _print_feed(row)
+
+
+def _feed_row(feed: FeedConfig, polled: FeedState | None) -> dict[str, Any]:
+    """One configured feed with its stored state (None: never polled), as `feeds --json`
+    gives it."""
+    state = polled or FeedState(feed.name)
+    return {
+        "name": feed.name,
+        "url": mask_url(feed.url),
+        "enabled": feed.enabled,
+        "interval": feed.interval,
+        "tags": list(feed.tags),
+        "health": health_of(feed.enabled, polled),
+        "last_fetch": stamp_or_none(state.last_fetch),
+        "last_success": stamp_or_none(state.last_success),
+        "last_outcome": state.last_outcome,
+        "consecutive_errors": state.consecutive_errors,
+        "last_error": state.last_error,
+        "last_error_kind": state.last_error_kind,
+        # A paused or stopped feed has none, whatever was planned before.
+        "next_poll": stamp_or_none(state.next_poll)
+        if feed.enabled and not state.disabled
+        else None,
+        "retry_after_until": stamp_or_none(state.retry_after_until),
+        "moved_to": state.moved_to,
+        "stopped_because": state.disabled,
+        "last_new": stamp_or_none(state.last_new),
+    }
+
+
+def _print_feed(row: dict[str, Any]) -> None:
+    """One feed for people: health in colour, then what needs attention."""
+    health = str(row["health"])
+    colour = (
+        "green"
+        if health == "ok"
+        else "red"
+        if health.startswith(("failing", "stopped"))
+        else "yellow"
+    )
+    click.echo(
+        f"{click.style(row['name'], bold=True)}  {click.style(health, fg=colour)}"
+        f"  every {row['interval']:g}s  {row['url']}"
+    )
+    details = [
+        f"last success {row['last_success'] or '-'}",
+        f"next poll {row['next_poll'] or '-'}",
+    ]
+    if row["retry_after_until"]:
+        details.append(f"server asked to wait until {row['retry_after_until']}")
+    if row["moved_to"]:
+        details.append(f"moved permanently to {row['moved_to']}")
+    click.echo("    " + "; ".join(details))
+    if row["last_error"]:
+        click.echo(f"    last error ({row['last_error_kind'] or 'error'}): {row['last_error']}")
+    if row["stopped_because"]:
+        click.echo(f"    stopped: {row['stopped_because']}")
 
 
 # --- editing ---------------------------------------------------------------------------
