@@ -23,7 +23,8 @@ from monitor.stories import CLUSTER_BATCH, Vocabulary
 if TYPE_CHECKING:
     from monitor.pipeline import PollContext
 
-log = logging.getLogger(__name__)
+# The name these log lines had when this was part of the pipeline (log filters use it).
+log = logging.getLogger("monitor.pipeline")
 
 
 async def drain_backlog(ctx: PollContext, policies: Mapping[str, AlertPolicy] | None) -> int:

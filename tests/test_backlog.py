@@ -212,7 +212,7 @@ def test_backlog_clusters_what_a_poll_left_and_what_an_earlier_run_left(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
-    with caplog.at_level(logging.INFO, logger="monitor.backlog"):
+    with caplog.at_level(logging.INFO, logger="monitor.pipeline"):
         asyncio.run(main())
     assert {u for g in partition(store) for u in g} == set(keys)
     assert found == []  # no deliveries: nothing was held

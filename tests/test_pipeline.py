@@ -634,7 +634,7 @@ def test_a_backlog_that_cannot_be_clustered_never_stops_an_established_poll(
     store.db.conn.commit()
     clock.advance(300)
     wire([TROOPS, BAKERY])
-    with caplog.at_level(logging.WARNING, logger="monitor.backlog"):
+    with caplog.at_level(logging.WARNING, logger="monitor.pipeline"):
         result = poll(feed)
     assert (result.outcome, result.new_articles, result.hits) == ("ok", 1, 1)
     assert "stories_cluster_bug" in caplog.text

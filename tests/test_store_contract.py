@@ -932,6 +932,37 @@ def test_a_database_locked_by_another_process_gives_storage_busy(
         storage.close()
 
 
+def test_opening_an_up_to_date_database_waits_for_no_lock(
+    backend: Backend, location: Path, clock: Clock
+) -> None:
+    # A command that only reads but opens for writing (prune --dry-run, feeds resume)
+    # must not wait for a daemon that is writing.
+    storage = backend.open(location)
+    try:
+        furnish(storage, clock)
+        with backend.write_lock(storage, location):
+            again = backend.open(location)
+            try:
+                assert again.counts()["articles"] > 0
+            finally:
+                again.close()
+    finally:
+        storage.close()
+
+
+def test_a_busy_database_says_what_was_being_done(
+    backend: Backend, location: Path, clock: Clock
+) -> None:
+    storage = backend.open(location)
+    try:
+        with backend.write_lock(storage, location), pytest.raises(StorageBusy) as refused:
+            storage.save([(article(1), [hit()])], clock())
+        assert "cannot store articles" in str(refused.value)
+        assert str(location) in str(refused.value)
+    finally:
+        storage.close()
+
+
 @pytest.mark.parametrize("write", list(WRITES))
 def test_a_read_only_store_refuses_writes(
     backend: Backend, location: Path, clock: Clock, write: str

@@ -92,4 +92,5 @@ _HOMES = {
     "marks": "ruletest",
 }
 
-__getattr__ = lazy_names(__name__, _HOMES)
+if not TYPE_CHECKING:  # mypy checks the names imported above, not any name at all
+    __getattr__ = lazy_names(__name__, _HOMES)

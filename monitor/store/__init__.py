@@ -52,7 +52,8 @@ __all__ = [
 ]
 
 
-__getattr__ = lazy_names(__name__, _HOMES)
+if not TYPE_CHECKING:  # mypy checks the names imported above, not any name at all
+    __getattr__ = lazy_names(__name__, _HOMES)
 
 
 def open_store(database: Path, *, readonly: bool = False) -> Storage:

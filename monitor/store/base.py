@@ -35,7 +35,9 @@ def _database_error(path: Path, action: str, exc: sqlite3.Error) -> StorageError
     and what to do about it."""
     text = str(exc)
     if "locked" in text or "busy" in text:
-        return StorageBusy(f"{path}: database is locked by another process; try again")
+        return StorageBusy(
+            f"{path}: cannot {action}: the database is locked by another process; try again"
+        )
     hint = ""
     if "full" in text:
         hint = "; free disk space (the change was rolled back and is tried again)"
@@ -176,10 +178,11 @@ class StoreBase:
 
     def _migrate(self) -> None:
         """Make a new database from the schema, or bring an older one up to date."""
-        with self._atomic():  # the write lock first: another process may be opening it too
-            if not self.db.table_names():
-                schema.create(self.db)
-                return
+        if not self.db.table_names():  # new: no lock taken to find that out
+            with self._atomic():  # the write lock: another process may be making it too
+                if not self.db.table_names():
+                    schema.create(self.db)
+                    return
         known = {m.name for m in migrations._migrations}
         unknown = [m.name for m in migrations.applied(self.db) if m.name not in known]
         if unknown:
