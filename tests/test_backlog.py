@@ -75,7 +75,7 @@ def test_clustered_later_the_backlog_forms_the_stories_clustering_at_once_forms(
     assert now.pending_stories() == 0
     assert later.pending_stories() == len(keys)
     assert later.db.execute("SELECT count(*) FROM stories").fetchone()[0] == 0
-    assert later.stats(clock())["articles_without_story"] == len(keys)
+    assert later.stats(clock()).articles_without_story == len(keys)
 
     assert drain(later, clock, limit=7) == (len(keys), [])
     assert later.pending_stories() == 0

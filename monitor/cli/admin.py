@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from monitor.cli.common import config_option, current_time, opened_store, settings_for
+from monitor.text import stamp_or_none
 
 
 @click.command()
@@ -29,29 +30,30 @@ def stats(config_path: Path, as_json: bool) -> None:
     with opened_store(settings, readonly=True) as store:
         data = store.stats(current_time(), {f.name for f in settings.feeds if f.enabled})
     if as_json:
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        from monitor.store.interface import plain
+
+        click.echo(json.dumps(plain(data), indent=2, ensure_ascii=False))
         return
-    click.echo(f"database   {data['database']} ({data['size_bytes'] / 2**20:.1f} MiB)")
+    click.echo(f"database   {data.database} ({data.size_bytes / 2**20:.1f} MiB)")
     click.echo(
-        f"articles   {data['articles']} ({data['articles_last_day']} in the last day; "
-        f"oldest {data['oldest_article'] or '-'})"
+        f"articles   {data.articles} ({data.articles_last_day} in the last day; "
+        f"oldest {stamp_or_none(data.oldest_article) or '-'})"
     )
-    waiting = data["articles_without_story"]
+    waiting = data.articles_without_story
     later = f" ({waiting:,} articles of first polls waiting for theirs)" if waiting else ""
-    click.echo(f"stories    {data['stories']}{later}")
+    click.echo(f"stories    {data.stories}{later}")
     click.echo(
-        f"hits       {data['hits']} ({data['hits_last_day']} in the last day, "
-        f"{data['muted_hits']} muted)"
+        f"hits       {data.hits} ({data.hits_last_day} in the last day, {data.muted_hits} muted)"
     )
-    for rule in data["rules"]:
-        click.echo(f"  {rule['rule']:<28} {rule['hits']:>8}  ({rule['last_day']} last day)")
-    states = ", ".join(f"{k} {v}" for k, v in sorted(data["deliveries"].items())) or "none"
+    for rule in data.rules:
+        click.echo(f"  {rule.rule:<28} {rule.hits:>8}  ({rule.last_day} last day)")
+    states = ", ".join(f"{k} {v}" for k, v in sorted(data.deliveries.items())) or "none"
     click.echo(f"deliveries {states}")
     click.echo(
-        f"feeds      {data['feeds_polled']} polled, {data['feeds_failing']} failing, "
-        f"{data['feeds_stopped']} stopped"
+        f"feeds      {data.feeds_polled} polled, {data.feeds_failing} failing, "
+        f"{data.feeds_stopped} stopped"
     )
-    click.echo(f"silences   {data['silences_active']} active")
+    click.echo(f"silences   {data.silences_active} active")
 
 
 @click.command()

@@ -149,6 +149,42 @@ class SearchRow:
     rules: str | None
 
 
+@dataclass(frozen=True)
+class RuleCount:
+    """How often one rule hit: ever, and in the last day."""
+
+    rule: str
+    hits: int
+    last_day: int
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What the database holds, for `news-monitor stats`."""
+
+    #: Where it is, and its size on disk (with the write-ahead log).
+    database: str
+    size_bytes: int
+    articles: int
+    articles_last_day: int
+    oldest_article: datetime | None
+    stories: int
+    #: Articles of first polls still waiting for their story.
+    articles_without_story: int
+    hits: int
+    hits_last_day: int
+    muted_hits: int
+    #: Hits per rule, the most first.
+    rules: tuple[RuleCount, ...]
+    #: Deliveries by status.
+    deliveries: Mapping[str, int]
+    #: Among the configured, enabled feeds (every feed ever polled if not given).
+    feeds_polled: int
+    feeds_failing: int
+    feeds_stopped: int
+    silences_active: int
+
+
 def plain(record: Any) -> Any:
     """A record as JSON-ready data (a dict of its fields): times as stored stamps
     (``2026-11-24T07:21:13Z``), tuples as lists."""
@@ -305,7 +341,7 @@ class ReadSide(Protocol):
         mark: tuple[str, str] = ...,
     ) -> list[SearchRow]: ...
 
-    def stats(self, now: datetime, feeds: Collection[str] | None = ...) -> dict[str, Any]: ...
+    def stats(self, now: datetime, feeds: Collection[str] | None = ...) -> Stats: ...
 
     def counts(self) -> dict[str, int]: ...
 

@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 from datetime import datetime, timedelta
-from typing import Any
 
 from monitor.store.base import StoreBase, _filters, one_value, record_of
-from monitor.store.interface import DeliveryRow, HitRow, StoryArticle, StoryRow
+from monitor.store.interface import (
+    DeliveryRow,
+    HitRow,
+    RuleCount,
+    Stats,
+    StoryArticle,
+    StoryRow,
+)
 from monitor.text import stamp
 
 
@@ -84,46 +90,53 @@ class ReadsMixin(StoreBase):
             for row in rows
         ]
 
-    def stats(self, now: datetime, feeds: Collection[str] | None = None) -> dict[str, Any]:
+    def stats(self, now: datetime, feeds: Collection[str] | None = None) -> Stats:
         """What the database holds, for `news-monitor stats`; the feed counts among
         ``feeds`` if given (the configured, enabled ones)."""
 
         day = stamp(now - timedelta(days=1))
         deliveries = self.delivery_counts()
-        rules = [
-            {"rule": rule, "hits": hits, "last_day": recent}
+        rules = tuple(
+            RuleCount(rule, hits, recent)
             for rule, hits, recent in self.db.execute(
                 """SELECT rule, count(*), sum(created_at >= ?) FROM hits
                    GROUP BY rule ORDER BY count(*) DESC""",
                 [day],
             )
-        ]
+        )
         size = self.path.stat().st_size if self.path.exists() else 0
         wal = self.path.with_name(self.path.name + "-wal")
-        return {
-            "database": str(self.path),
-            "size_bytes": size + (wal.stat().st_size if wal.exists() else 0),
-            "articles": one_value(self.db, "SELECT count(*) FROM articles"),
-            "articles_last_day": one_value(
-                self.db, "SELECT count(*) FROM articles WHERE seen_at >= ?", day
-            ),
-            "oldest_article": self.db.execute("SELECT min(seen_at) FROM articles").fetchone()[0],
-            "stories": one_value(self.db, "SELECT count(*) FROM stories"),
-            "articles_without_story": self.pending_stories(),
-            "hits": one_value(self.db, "SELECT count(*) FROM hits"),
-            "hits_last_day": one_value(
-                self.db, "SELECT count(*) FROM hits WHERE created_at >= ?", day
-            ),
-            "muted_hits": one_value(self.db, "SELECT count(*) FROM hits WHERE muted IS NOT NULL"),
-            "rules": rules,
-            "deliveries": deliveries,
-            **self._feed_counts(feeds),
-            "silences_active": one_value(
-                self.db,
-                "SELECT count(*) FROM silences WHERE lifted_at IS NULL AND until > ?",
-                stamp(now),
-            ),
-        }
+        return record_of(
+            Stats,
+            {
+                "database": str(self.path),
+                "size_bytes": size + (wal.stat().st_size if wal.exists() else 0),
+                "articles": one_value(self.db, "SELECT count(*) FROM articles"),
+                "articles_last_day": one_value(
+                    self.db, "SELECT count(*) FROM articles WHERE seen_at >= ?", day
+                ),
+                "oldest_article": self.db.execute("SELECT min(seen_at) FROM articles").fetchone()[
+                    0
+                ],
+                "stories": one_value(self.db, "SELECT count(*) FROM stories"),
+                "articles_without_story": self.pending_stories(),
+                "hits": one_value(self.db, "SELECT count(*) FROM hits"),
+                "hits_last_day": one_value(
+                    self.db, "SELECT count(*) FROM hits WHERE created_at >= ?", day
+                ),
+                "muted_hits": one_value(
+                    self.db, "SELECT count(*) FROM hits WHERE muted IS NOT NULL"
+                ),
+                "rules": rules,
+                "deliveries": deliveries,
+                **self._feed_counts(feeds),
+                "silences_active": one_value(
+                    self.db,
+                    "SELECT count(*) FROM silences WHERE lifted_at IS NULL AND until > ?",
+                    stamp(now),
+                ),
+            },
+        )
 
     def _feed_counts(self, feeds: Collection[str] | None) -> dict[str, int]:
         """Feeds polled, failing (an error last time) and stopped (410), among ``feeds``
