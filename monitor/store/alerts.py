@@ -89,9 +89,10 @@ class AlertsMixin(StoreBase):
         ):
             taken.setdefault(rule, set()).add(step)
         rules = set(new_hits) | set(held) | set(taken)
-        follows = (policies.get(rule) for rule in rules) if policies else (AlertPolicy(),)
+        # The policy story_decisions will use for each rule (a rule not loaded: none).
+        follows = [AlertPolicy() if policies is None else policies.get(rule) for rule in rules]
         newest: dict[str, int] = {}
-        if any(policy and policy.follow_up for policy in follows):
+        if any(policy is not None and policy.follow_up for policy in follows):
             newest = dict(
                 self.db.execute(
                     """SELECT h.rule, max(h.id) FROM hits h JOIN articles a ON a.id = h.article_id

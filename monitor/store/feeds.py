@@ -3,50 +3,18 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from monitor.models import FeedState
-from monitor.store.base import StoreBase, _database_error
-from monitor.text import mask_url, stamp, unstamp
-
-#: The feeds table's columns, in FeedState's order.
-_COLUMNS = (
-    "name, url, etag, last_modified, last_fetch, last_success, last_outcome, "
-    "consecutive_errors, last_error, last_error_kind, next_poll, retry_after_until, "
-    "moved_to, disabled, last_new, failing_alerted, quiet_alerted, ttl"
-)
-
-
-def _feed_state(row: Sequence[Any]) -> FeedState:
-    return FeedState(
-        name=row[0],
-        url=row[1],
-        etag=row[2],
-        last_modified=row[3],
-        last_fetch=unstamp(row[4]),
-        last_success=unstamp(row[5]),
-        last_outcome=row[6],
-        consecutive_errors=int(row[7] or 0),
-        last_error=row[8],
-        last_error_kind=row[9],
-        next_poll=unstamp(row[10]),
-        retry_after_until=unstamp(row[11]),
-        moved_to=row[12],
-        disabled=row[13],
-        last_new=unstamp(row[14]),
-        failing_alerted=bool(row[15]),
-        quiet_alerted=bool(row[16]),
-        ttl=row[17],
-    )
+from monitor.store.base import StoreBase, _database_error, record_of
+from monitor.text import mask_url, stamp
 
 
 class FeedsMixin(StoreBase):
     def feed_state(self, name: str) -> FeedState:
         """The stored state of one feed (only its name for a feed never polled)."""
-        row = self.db.execute(f"SELECT {_COLUMNS} FROM feeds WHERE name = ?", [name]).fetchone()
-        return FeedState(name) if row is None else _feed_state(row)
+        rows = list(self.db.query("SELECT * FROM feeds WHERE name = ?", [name]))
+        return record_of(FeedState, rows[0]) if rows else FeedState(name)
 
     def record_fetch(
         self,
@@ -153,8 +121,7 @@ class FeedsMixin(StoreBase):
     def feeds(self) -> list[FeedState]:
         """Every feed ever polled, by name."""
         return [
-            _feed_state(row)
-            for row in self.db.execute(f"SELECT {_COLUMNS} FROM feeds ORDER BY name")
+            record_of(FeedState, row) for row in self.db.query("SELECT * FROM feeds ORDER BY name")
         ]
 
     def broken_feeds(self, failures: int) -> set[str]:

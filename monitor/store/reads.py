@@ -106,6 +106,7 @@ class ReadsMixin(StoreBase):
         )
         size = self.path.stat().st_size if self.path.exists() else 0
         wal = self.path.with_name(self.path.name + "-wal")
+        (oldest,) = self.db.execute("SELECT min(seen_at) FROM articles").fetchone()
         return record_of(
             Stats,
             {
@@ -115,9 +116,7 @@ class ReadsMixin(StoreBase):
                 "articles_last_day": one_value(
                     self.db, "SELECT count(*) FROM articles WHERE seen_at >= ?", day
                 ),
-                "oldest_article": self.db.execute("SELECT min(seen_at) FROM articles").fetchone()[
-                    0
-                ],
+                "oldest_article": oldest,
                 "stories": one_value(self.db, "SELECT count(*) FROM stories"),
                 "articles_without_story": self.pending_stories(),
                 "hits": one_value(self.db, "SELECT count(*) FROM hits"),
